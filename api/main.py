@@ -1,0 +1,46 @@
+"""The FastAPI app: the chat backend's door to background jobs."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from prefect.client.orchestration import get_client
+
+from api.routes import documents, health, search, tasks
+from core.embedder import get_embedder
+from core.settings import get_settings
+
+logger = logging.getLogger(__name__)
+
+
+@asynccontextmanager
+async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    """Opens the Prefect client for the app's lifetime and warms the query embedder."""
+    settings = get_settings()
+    settings.uploads_dir.mkdir(parents=True, exist_ok=True)
+    warm = asyncio.create_task(asyncio.to_thread(get_embedder, settings))
+    async with get_client() as client:
+        app.state.prefect = client
+        yield
+    if not warm.done():
+        warm.cancel()
+
+
+def create_app() -> FastAPI:
+    """The application with every router."""
+    app = FastAPI(
+        title="Octavius Pipelines",
+        version="0.1.0",
+        description="Start background jobs, follow them, and search the knowledge base.",
+        lifespan=lifespan,
+    )
+    for router in (documents.router, tasks.router, search.router, health.router):
+        app.include_router(router)
+    return app
+
+
+app = create_app()

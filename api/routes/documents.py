@@ -1,0 +1,116 @@
+"""Document upload: files to disk, then the ingestion deployment."""
+
+from __future__ import annotations
+
+import shutil
+from typing import Any
+
+from fastapi import APIRouter, HTTPException, Request, Response, UploadFile, status
+from starlette.datastructures import UploadFile as StarletteUploadFile
+
+from api.deps import CurrentUser, PrefectDep, SettingsDep
+from api.prefect_tasks import start_task
+from api.schemas import TaskAccepted
+from api.uploads import check_suffix, new_upload_dir, safe_name, save_upload
+from deployments.names import INGEST
+
+router = APIRouter(prefix="/api/documents", tags=["documents"])
+
+_MULTIPART_BODY: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "required": ["files"],
+                    "properties": {
+                        "files": {
+                            "type": "array",
+                            "items": {"type": "string", "format": "binary"},
+                        }
+                    },
+                }
+            }
+        },
+    }
+}
+
+
+def task_links(request: Request, task_id: str, base_url: str | None) -> TaskAccepted:
+    """The 202 body: the task id and where to follow it."""
+    base = (base_url or "").rstrip("/")
+    return TaskAccepted(
+        task_id=task_id,
+        status_url=f"{base}/api/tasks/{task_id}",
+        events_url=f"{base}/api/tasks/{task_id}/events",
+    )
+
+
+@router.post(
+    "/upload",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=TaskAccepted,
+    openapi_extra=_MULTIPART_BODY,
+    responses={
+        411: {"description": "Content-Length required"},
+        413: {"description": "Too large"},
+        415: {"description": "Unsupported type"},
+    },
+)
+async def upload_documents(
+    request: Request,
+    response: Response,
+    settings: SettingsDep,
+    client: PrefectDep,
+    user: CurrentUser,
+) -> TaskAccepted:
+    """Saves one or more files and starts their ingestion; answers at once with the task id."""
+    max_file = int(settings.max_file_mb * 2**20)
+    length = request.headers.get("content-length")
+    if length is None or not length.isdigit():
+        raise HTTPException(status.HTTP_411_LENGTH_REQUIRED, "Content-Length is required")
+    if int(length) > settings.max_upload_files * (max_file + 4096):
+        raise HTTPException(status.HTTP_413_REQUEST_ENTITY_TOO_LARGE, "upload is too large")
+    if not request.headers.get("content-type", "").startswith("multipart/form-data"):
+        raise HTTPException(
+            status.HTTP_415_UNSUPPORTED_MEDIA_TYPE, "send the files as multipart/form-data"
+        )
+    try:
+        form = await request.form(max_files=settings.max_upload_files, max_fields=10)
+    except HTTPException:
+        raise
+    except Exception as exc:
+        raise HTTPException(status.HTTP_400_BAD_REQUEST, f"malformed multipart body: {exc}") from exc
+    async with form:
+        uploads = [f for f in form.getlist("files") if isinstance(f, StarletteUploadFile)]
+        if not uploads:
+            raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, "no files in field 'files'")
+        names: list[str] = []
+        for upload in uploads:
+            name = safe_name(upload.filename)
+            check_suffix(name)
+            if name in names:
+                raise HTTPException(
+                    status.HTTP_422_UNPROCESSABLE_ENTITY, f"{name} appears twice in the upload"
+                )
+            names.append(name)
+        folder = new_upload_dir(settings.uploads_dir, user)
+        paths = {}
+        for upload, name in zip(uploads, names, strict=True):
+            path = save_upload(upload, folder, name, max_file)  # type: ignore[arg-type]
+            paths[str(path.resolve())] = name
+    try:
+        run = await start_task(
+            client,
+            INGEST,
+            kind="ingest",
+            user=user,
+            parameters={"paths": list(paths), "tenant": user, "names": paths},
+        )
+    except Exception:
+        shutil.rmtree(folder, ignore_errors=True)
+        raise
+    accepted = task_links(request, str(run.id), settings.api_base_url)
+    response.headers["Location"] = accepted.status_url
+    return accepted

@@ -1,0 +1,65 @@
+"""Saving uploaded files: safe names, bounded sizes, streamed to disk."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import unicodedata
+import uuid
+from pathlib import Path
+
+from fastapi import HTTPException, UploadFile, status
+
+ALLOWED_SUFFIXES = frozenset(
+    {".pdf", ".docx", ".md", ".markdown", ".html", ".htm", ".txt", ".text"}
+)
+_UNSAFE = re.compile(r"[^\w.\- ]+")
+_COPY_CHUNK = 1 << 20
+
+
+def safe_name(filename: str | None) -> str:
+    """A file name with no directories, control or shell characters, at most 120 characters."""
+    name = unicodedata.normalize("NFC", (filename or "").replace("\\", "/").rsplit("/", 1)[-1])
+    name = _UNSAFE.sub("_", name).strip(" .")
+    if not name:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, "a file has no usable name")
+    stem, dot, suffix = name.rpartition(".")
+    if dot and len(name) > 120:
+        name = f"{stem[: 119 - len(suffix)]}.{suffix}"
+    return name[:120]
+
+
+def check_suffix(name: str) -> None:
+    """Rejects file types ingestion does not read."""
+    suffix = Path(name).suffix.lower()
+    if suffix not in ALLOWED_SUFFIXES:
+        allowed = ", ".join(sorted(ALLOWED_SUFFIXES))
+        raise HTTPException(
+            status.HTTP_415_UNSUPPORTED_MEDIA_TYPE,
+            f"{name}: unsupported type {suffix or '(none)'}; allowed: {allowed}",
+        )
+
+
+def new_upload_dir(uploads_dir: Path, tenant: str) -> Path:
+    """A fresh folder for one upload request."""
+    folder = uploads_dir / _UNSAFE.sub("_", tenant) / uuid.uuid4().hex
+    folder.mkdir(parents=True)
+    return folder
+
+
+def save_upload(upload: UploadFile, folder: Path, name: str, max_bytes: int) -> Path:
+    """Copies the upload to folder/name in chunks; 413 when it passes max_bytes."""
+    target = folder / name
+    written = 0
+    with target.open("xb") as out:
+        while chunk := upload.file.read(_COPY_CHUNK):
+            written += len(chunk)
+            if written > max_bytes:
+                out.close()
+                shutil.rmtree(folder, ignore_errors=True)
+                raise HTTPException(
+                    status.HTTP_413_REQUEST_ENTITY_TOO_LARGE,
+                    f"{name} is larger than {max_bytes / 2**20:.1f} MiB",
+                )
+            out.write(chunk)
+    return target

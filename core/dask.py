@@ -1,0 +1,38 @@
+"""The Dask task runner every parallel flow uses."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prefect_dask import DaskTaskRunner
+from prefect_dask.client import PrefectDaskClient
+
+from core.settings import get_settings
+
+# Without a scheduler address: threads in the flow-run process. Worker processes cannot
+# reach an ephemeral Prefect server, and one process loads the model only once.
+_IN_PROCESS_CLUSTER: dict[str, Any] = {
+    "n_workers": 1,
+    "threads_per_worker": 2,
+    "processes": False,
+    "dashboard_address": None,
+}
+
+
+class SettingsDaskTaskRunner(DaskTaskRunner):
+    """A DaskTaskRunner that reads OCTAVIUS_DASK_ADDRESS when it first connects.
+
+    Flows are decorated at import time, when settings must not be read; the Dask client
+    is only made on the first submission, so a run that submits nothing starts nothing.
+    """
+
+    @property
+    def client(self) -> PrefectDaskClient:
+        """The Dask client, connected to the configured scheduler or a new local cluster."""
+        if self._client is None and self.address is None and self._cluster is None:
+            address = get_settings().dask_address
+            if address:
+                self.address = address
+            else:
+                self.cluster_kwargs = {**_IN_PROCESS_CLUSTER, **self.cluster_kwargs}
+        return super().client

@@ -1,0 +1,147 @@
+"""The one settings class of Octavius Pipelines; nothing else reads the environment."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Every `OCTAVIUS_*` variable, with its default for the embedded stack."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="OCTAVIUS_", env_file=".env", env_file_encoding="utf-8", extra="ignore"
+    )
+
+    home: Path = Field(
+        default=Path(".octavius"),
+        description="Folder for everything the embedded stack writes: uploads, vectors, "
+        "Prefect's database, results.",
+    )
+    tenant: str = Field(
+        default="default",
+        min_length=1,
+        max_length=64,
+        description="Tenant whose documents the CLI reads and writes.",
+    )
+
+    qdrant_url: str | None = Field(
+        default=None,
+        description="Qdrant server URL; unset means the embedded store under OCTAVIUS_HOME.",
+    )
+    qdrant_api_key: SecretStr | None = Field(default=None, description="Qdrant server API key.")
+    qdrant_timeout_s: float = Field(
+        default=30.0, gt=0, description="Timeout of one Qdrant server request, in seconds."
+    )
+    collection: str = Field(
+        default="octavius",
+        pattern=r"^[A-Za-z0-9_-]{1,64}$",
+        description="Alias of the knowledge-base collection (versions sit behind it).",
+    )
+    store_lock_timeout_s: float = Field(
+        default=120.0,
+        gt=0,
+        description="How long a process waits for the embedded store's cross-process lock.",
+    )
+    upsert_batch_size: int = Field(
+        default=256, ge=1, le=4096, description="Points written to Qdrant per request."
+    )
+
+    embedding_model: str | None = Field(
+        default=None,
+        description="Sentence-transformers model directory or name; unset means the bundled "
+        "all-MiniLM-L6-v2.",
+    )
+    embedding_url: str | None = Field(
+        default=None,
+        description="Base URL of an OpenAI-compatible embeddings server (…/v1); overrides "
+        "the local model.",
+    )
+    embedding_api_key: SecretStr | None = Field(
+        default=None, description="Bearer token for the embeddings server."
+    )
+    embedding_remote_model: str = Field(
+        default="all-MiniLM-L6-v2", description="Model name sent to the embeddings server."
+    )
+    embedding_threads: int | None = Field(
+        default=None, ge=1, description="Torch threads per process; unset lets torch decide."
+    )
+    embed_batch_size: int = Field(
+        default=128,
+        ge=8,
+        le=1024,
+        description="Chunks per embedding task (one Dask submission).",
+    )
+
+    chunk_tokens: int = Field(
+        default=200, ge=32, le=512, description="Target chunk size in model tokens."
+    )
+    chunk_overlap_tokens: int = Field(
+        default=32, ge=0, le=256, description="Tokens repeated between neighbouring chunks."
+    )
+
+    max_file_mb: float = Field(
+        default=50.0, gt=0, description="Largest file accepted for ingestion, in MiB."
+    )
+    max_pages: int = Field(default=2000, ge=1, description="Largest PDF accepted, in pages.")
+    max_upload_files: int = Field(
+        default=50, ge=1, le=1000, description="Most files in one upload request."
+    )
+
+    dask_address: str | None = Field(
+        default=None,
+        description="Address of a running Dask scheduler (tcp://host:8786); unset starts a "
+        "LocalCluster per flow run.",
+    )
+    dask_workers: int = Field(
+        default=2, ge=1, le=64, description="Workers of the LocalCluster that octavius up starts."
+    )
+
+    api_host: str = Field(default="127.0.0.1", description="Interface the API listens on.")
+    api_port: int = Field(default=8000, ge=1, le=65535, description="Port the API listens on.")
+    prefect_port: int = Field(
+        default=4200, ge=1, le=65535, description="Port of the Prefect server that octavius up starts."
+    )
+    api_base_url: str | None = Field(
+        default=None,
+        description="Public base URL of the API used in status links; unset means relative links.",
+    )
+
+    search_k_max: int = Field(default=50, ge=1, le=500, description="Largest k a search may ask.")
+    fusion_weights_en: tuple[float, float] = Field(
+        default=(1.0, 1.0),
+        description="Reciprocal-rank-fusion weights (dense, sparse) for English queries.",
+    )
+    fusion_weights_es: tuple[float, float] = Field(
+        default=(1.0, 1.0),
+        description="Reciprocal-rank-fusion weights (dense, sparse) for Spanish queries.",
+    )
+
+    @property
+    def uploads_dir(self) -> Path:
+        """Folder where uploaded files are streamed to."""
+        return self.home / "uploads"
+
+    @property
+    def store_dir(self) -> Path:
+        """Folder of the embedded vector store."""
+        return self.home / "qdrant"
+
+    @property
+    def results_dir(self) -> Path:
+        """Folder where Prefect persists task results (and caches)."""
+        return self.home / "results"
+
+    @property
+    def prefect_home(self) -> Path:
+        """PREFECT_HOME of the embedded Prefect server."""
+        return self.home / "prefect"
+
+
+@lru_cache
+def get_settings() -> Settings:
+    """The process-wide settings, read once."""
+    return Settings()

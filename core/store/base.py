@@ -1,0 +1,136 @@
+"""The vector-store contract both engines implement, its errors and shared helpers."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any, Protocol, TypeVar, runtime_checkable
+
+from core.models import ChunkPayload, Point, SearchHit, SparseVector, StoredDocument
+
+DENSE = "dense"
+SPARSE = "sparse"
+#: Payload fields with a keyword index; "tenant" is also the engines' tenant key.
+KEYWORD_FIELDS: tuple[str, ...] = ("tenant", "doc_id", "language", "source")
+INTEGER_FIELDS: tuple[str, ...] = ("chunk_index",)
+#: Payload fields `documents()` reads from each document's first chunk.
+DOCUMENT_FIELDS: list[str] = ["doc_id", "source", "version", "content_hash", "chunk_count"]
+SCROLL_PAGE = 1024
+
+T = TypeVar("T")
+
+
+class StoreError(RuntimeError):
+    """The vector store failed or is misused."""
+
+
+class CollectionMissingError(StoreError):
+    """The collection was written to before `ensure_collection` created it."""
+
+
+class StoreBusyError(StoreError, TimeoutError):
+    """The embedded store's cross-process lock was not free in time."""
+
+
+class StoreUnavailableError(StoreError):
+    """The store cannot serve requests (readiness check failed)."""
+
+
+@runtime_checkable
+class VectorStore(Protocol):
+    """The knowledge-base collection: chunks with dense and sparse vectors, per tenant."""
+
+    def ensure_collection(self, dense_dim: int) -> None:
+        """Create the collection behind its alias if it does not exist yet (idempotent)."""
+        ...
+
+    def upsert(self, points: Sequence[Point]) -> None:
+        """Write points in bounded batches; an id written again is overwritten."""
+        ...
+
+    def documents(self, tenant: str) -> dict[str, StoredDocument]:
+        """The tenant's indexed documents by doc_id, read from their first chunks."""
+        ...
+
+    def delete_stale_chunks(self, tenant: str, doc_id: str, keep_version: str) -> None:
+        """Delete the document's points whose version is not `keep_version`."""
+        ...
+
+    def delete_documents(self, tenant: str, doc_ids: Sequence[str]) -> None:
+        """Delete every point of the given documents of a tenant."""
+        ...
+
+    def search_dense(
+        self,
+        vector: Sequence[float],
+        *,
+        tenant: str,
+        k: int,
+        doc_ids: Sequence[str] | None = None,
+    ) -> list[SearchHit]:
+        """The tenant's `k` chunks nearest to a dense vector, best first."""
+        ...
+
+    def search_sparse(
+        self,
+        vector: SparseVector,
+        *,
+        tenant: str,
+        k: int,
+        doc_ids: Sequence[str] | None = None,
+    ) -> list[SearchHit]:
+        """The tenant's `k` best BM25 matches of a sparse query vector, best first."""
+        ...
+
+    def scroll(self, tenant: str) -> list[tuple[str, ChunkPayload]]:
+        """Every point id and payload of a tenant."""
+        ...
+
+    def count(self, tenant: str | None = None) -> int:
+        """The number of points of a tenant, or of the whole collection."""
+        ...
+
+    def ping(self) -> None:
+        """Return when the store is usable; raise `StoreUnavailableError` otherwise."""
+        ...
+
+    def close(self) -> None:
+        """Release what the store holds (connections); it is not used afterwards."""
+        ...
+
+
+def physical_name(alias: str, version: int = 1) -> str:
+    """The versioned collection (or shard directory) name an alias points to."""
+    return f"{alias}_v{version}"
+
+
+def batched(items: Sequence[T], size: int) -> Iterator[Sequence[T]]:
+    """Consecutive slices of `items` with at most `size` elements."""
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def payload_of(point: Point) -> dict[str, Any]:
+    """The JSON payload stored with a point."""
+    return point.payload.model_dump(mode="json")
+
+
+def hit_from(point_id: object, score: float, payload: Mapping[str, Any]) -> SearchHit:
+    """A search hit from an engine's point id, score and payload."""
+    return SearchHit(
+        point_id=str(point_id),
+        score=float(score),
+        text=payload["text"],
+        doc_id=payload["doc_id"],
+        source=payload["source"],
+        title=payload["title"],
+        pages=payload.get("pages", []),
+        heading_path=payload.get("heading_path", []),
+        chunk_index=payload["chunk_index"],
+        language=payload["language"],
+    )
+
+
+def documents_from(payloads: Sequence[Mapping[str, Any]]) -> dict[str, StoredDocument]:
+    """The document manifest from first-chunk payloads, sorted by doc_id."""
+    found = [StoredDocument.model_validate(payload) for payload in payloads]
+    return {document.doc_id: document for document in sorted(found, key=lambda d: d.doc_id)}

@@ -1,0 +1,112 @@
+"""Write a document's points to the store: new version first, then the old one removed."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from typing import Any
+
+from prefect import Task, task
+from prefect.cache_policies import NO_CACHE
+from prefect.client.schemas.objects import TaskRun
+from prefect.states import State
+from prefect.tasks import exponential_backoff
+
+from core.models import ChunkedDocument, ChunkPayload, Point, StoredDocument
+from core.settings import get_settings
+from core.sparse import encode_document
+from core.store import TransientStoreError, get_store
+
+_NAMESPACE = uuid.UUID("0d6f3f4e-51a5-4b8e-b1a4-6b6a8a0f6e21")
+
+
+def point_id(tenant: str, doc_id: str, version: str, chunk_index: int) -> str:
+    """Deterministic point id, so a retried or repeated write overwrites."""
+    return str(uuid.uuid5(_NAMESPACE, f"{tenant}\x00{doc_id}\x00{version}\x00{chunk_index}"))
+
+
+def build_points(
+    document: ChunkedDocument, vectors: Sequence[Sequence[float]], tenant: str
+) -> list[Point]:
+    """Points of one document: dense and sparse vectors plus payload per chunk."""
+    if len(vectors) != len(document.chunks):
+        raise ValueError(f"{len(vectors)} vectors for {len(document.chunks)} chunks")
+    points = []
+    for chunk, vector in zip(document.chunks, vectors, strict=True):
+        payload = ChunkPayload(
+            tenant=tenant,
+            doc_id=document.doc_id,
+            source=document.source,
+            title=document.title,
+            language=document.language,
+            format=document.format,
+            version=document.version,
+            content_hash=document.content_hash,
+            page_count=document.page_count,
+            chunk_count=len(document.chunks),
+            chunk_index=chunk.chunk_index,
+            text=chunk.text,
+            pages=chunk.pages,
+            heading_path=chunk.heading_path,
+            char_start=chunk.char_start,
+            char_end=chunk.char_end,
+        )
+        points.append(
+            Point(
+                id=point_id(tenant, document.doc_id, document.version, chunk.chunk_index),
+                dense=list(vector),
+                sparse=encode_document(chunk.text, document.language),
+                payload=payload,
+            )
+        )
+    return points
+
+
+def index_document(
+    document: ChunkedDocument, vectors: Sequence[Sequence[float]], tenant: str
+) -> int:
+    """Upserts the document's new points, then deletes its older versions; returns the count."""
+    store = get_store(get_settings())
+    points = build_points(document, vectors, tenant)
+    store.ensure_collection(len(points[0].dense))
+    store.upsert(points)
+    store.delete_stale_chunks(tenant, document.doc_id, document.version)
+    return len(points)
+
+
+def remove_documents(documents: Sequence[StoredDocument], tenant: str) -> None:
+    """Deletes every point of the given documents."""
+    get_store(get_settings()).delete_documents(tenant, [doc.doc_id for doc in documents])
+
+
+def _is_transient(task: Task[Any, Any], task_run: TaskRun, state: State[Any]) -> bool:
+    try:
+        state.result()
+    except TransientStoreError:
+        return True
+    except Exception:
+        return False
+    return False
+
+
+_RETRY: dict[str, Any] = {
+    "cache_policy": NO_CACHE,
+    "retries": 4,
+    "retry_delay_seconds": exponential_backoff(backoff_factor=1),
+    "retry_jitter_factor": 0.5,
+    "retry_condition_fn": _is_transient,
+}
+
+
+@task(name="index-document", task_run_name="index {document.source}", **_RETRY)
+def index_document_task(
+    document: ChunkedDocument, vectors: list[list[float]], tenant: str
+) -> int:
+    """Writes one document's points; retried when the store fails transiently."""
+    return index_document(document, vectors, tenant)
+
+
+@task(name="prune-documents", **_RETRY)
+def remove_documents_task(documents: list[StoredDocument], tenant: str) -> None:
+    """Removes documents that disappeared from their source folders."""
+    remove_documents(documents, tenant)
