@@ -150,7 +150,7 @@ class SentenceTransformerEmbedder:
         from sentence_transformers import SentenceTransformer
         from transformers.utils import logging as transformers_logging
 
-        transformers_logging.disable_progress_bar()
+        transformers_logging.disable_progress_bar()  # type: ignore[no-untyped-call]
         if threads is not None:
             torch.set_num_threads(threads)
         self._model = SentenceTransformer(str(model_dir), device="cpu", local_files_only=True)
@@ -243,7 +243,10 @@ class OpenAIEmbedder:
         self._dim: int | None = None
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self._client = httpx.Client(
-            base_url=base_url.rstrip("/") + "/", timeout=timeout, headers=headers, transport=transport
+            base_url=base_url.rstrip("/") + "/",
+            timeout=timeout,
+            headers=headers,
+            transport=transport,
         )
 
     @property
@@ -275,7 +278,7 @@ class OpenAIEmbedder:
         self._client.close()
 
     def _backoff(self, attempt: int) -> float:
-        ceiling = min(self._backoff_max, self._backoff_base * 2 ** (attempt - 1))
+        ceiling = min(self._backoff_max, self._backoff_base * 2.0 ** (attempt - 1))
         return ceiling / 2 + random.uniform(0, ceiling / 2)
 
     def _embed_batch(self, inputs: list[str]) -> list[list[float]]:

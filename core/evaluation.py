@@ -10,9 +10,12 @@ from pathlib import Path
 
 from pydantic import BaseModel, Field, ValidationError
 
+from core.search import hybrid_search
+
 logger = logging.getLogger(__name__)
 
 MRR_CUTOFF = 10
+SEARCH_MODES = ("dense", "sparse", "fused")
 
 
 class EvalQuestion(BaseModel):
@@ -108,3 +111,27 @@ def score_rankings(
         recall_at_k=sum(rank is not None and rank <= k for rank in ranks) / n,
         mrr_at_10=sum(1 / rank for rank in ranks if rank is not None and rank <= MRR_CUTOFF) / n,
     )
+
+
+class RetrievalReport(BaseModel):
+    """Scores of every search mode on one question set."""
+
+    modes: dict[str, RetrievalScores]
+
+
+def evaluate_retrieval(
+    questions: Sequence[EvalQuestion], *, tenant: str, k: int, modes: Sequence[str] = SEARCH_MODES
+) -> RetrievalReport:
+    """Runs every question through each search mode and scores the rankings."""
+    depth = max(k, 10)
+    scores: dict[str, RetrievalScores] = {}
+    for mode in modes:
+        rankings = [
+            [
+                (hit.text, hit.source)
+                for hit in hybrid_search(q.query, tenant=tenant, k=depth, mode=mode)  # type: ignore[arg-type]
+            ]
+            for q in questions
+        ]
+        scores[mode] = score_rankings(questions, rankings, k)
+    return RetrievalReport(modes=scores)

@@ -24,19 +24,21 @@ _CONFIDENT_PAIR_P = 0.9
 
 # Function words that exist in only one of the two languages ("a", "no", "me", "son" are
 # left out on purpose: they are words in both).
-_ES_WORDS = frozenset(
-    """de la el los las del en y que se por para con una un es como más pero su sus al lo le
-    les ya este esta estos estas ese esa eso esto hay muy sin sobre también hasta donde desde
-    cuando qué cómo dónde cuál cuáles cuándo quién porque mi mis tu tus yo nos mí está están
-    estoy puedo puede pueden entre otro otra otros todo todos toda cada ni o u tiene tengo hace
-    hacer ser""".split()
-)
-_EN_WORDS = frozenset(
-    """the of and to in is are was were be been being for on with as at by from that this
-    these those it its an or but not what how why when where which who whom do does did have
-    has had can could should would will shall i you your we our they their there here if then
-    than about into over under after before up out all any some my he she his her them us""".split()
-)
+_ES_FUNCTION_WORDS = """
+    de la el los las del en y que se por para con una un es como más pero su sus al lo le les
+    ya este esta estos estas ese esa eso esto hay muy sin sobre también hasta donde desde cuando
+    qué cómo dónde cuál cuáles cuándo quién porque mi mis tu tus yo nos mí está están estoy
+    puedo puede pueden entre otro otra otros todo todos toda cada ni o u tiene tengo hace hacer
+    ser
+"""
+_EN_FUNCTION_WORDS = """
+    the of and to in is are was were be been being for on with as at by from that this these
+    those it its an or but not what how why when where which who whom do does did have has had
+    can could should would will shall i you your we our they their there here if then than
+    about into over under after before up out all any some my he she his her them us
+"""
+_ES_WORDS = frozenset(_ES_FUNCTION_WORDS.split())
+_EN_WORDS = frozenset(_EN_FUNCTION_WORDS.split())
 _ES_MARKS = frozenset("¿¡ñÑ")
 _ES_ACCENTS = frozenset("áéíóúüÁÉÍÓÚÜ")
 _WORD = re.compile(r"[^\W\d_]+")
@@ -107,9 +109,7 @@ def _sample(text: str) -> str:
     if len(text) <= _SAMPLE_WINDOW * _SAMPLE_WINDOWS:
         return text
     step = (len(text) - _SAMPLE_WINDOW) // (_SAMPLE_WINDOWS - 1)
-    return "\n".join(
-        text[i * step : i * step + _SAMPLE_WINDOW] for i in range(_SAMPLE_WINDOWS)
-    )
+    return "\n".join(text[i * step : i * step + _SAMPLE_WINDOW] for i in range(_SAMPLE_WINDOWS))
 
 
 def _identifier(kind: Literal["all", "es-en"]) -> LanguageIdentifier:

@@ -9,7 +9,7 @@ from prefect import flow, unmapped
 from prefect.futures import PrefectFuture, as_completed
 
 from core.dask import SettingsDaskTaskRunner
-from core.embedder import model_id_for
+from core.embedder import embedder_model_id
 from core.models import (
     ChunkedDocument,
     DocumentReport,
@@ -105,7 +105,7 @@ def _embed_and_index(
 ) -> None:
     """Embeds all chunks in coarse batches on Dask and indexes each document once it is whole."""
     settings = get_settings()
-    model_id = model_id_for(settings)
+    model_id = embedder_model_id(settings)
     total = sum(len(doc.chunks) for doc in documents)
     slots: list[list[tuple[int, int]]] = []
     batches: list[EmbedBatch] = []

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from core.models import Block, Chunk, ParsedDocument
-from core.settings import Settings
+from core.settings import Settings, get_settings
 from core.tokens import TokenCounter, get_token_counter
 
 logger = logging.getLogger(__name__)
@@ -23,17 +23,18 @@ CHUNKER_VERSION = "1"
 CONTEXT_SEPARATOR = " > "
 
 # Words that end with a dot without ending a sentence (lowercase, without the dot).
-_ABBREVIATIONS = frozenset(
-    """
+_ABBREVIATION_WORDS = """
     mr mrs ms dr drs prof sr sra srta sres srs jr st mt gen gov rep sen rev hon capt col lt sgt
-    vs cf al fig figs no nos vol vols ch chap sec sect pp approx dept est inc ltd co corp jan feb
-    mar apr jun jul aug sep sept oct nov dec mon tue wed thu fri sat sun
-    dra lic ing arq dña ud uds vd vds núm nro art arts pág págs ej cap caps cía av avda admón
-    aprox apdo depto dpto tel tfno ed edit izq dcha pza prov ib ibíd id cit ss ene abr ago dic
-    """.split()
-)
-_BOUNDARY = re.compile(r"[.!?…]+[\"'”’»)\]]*\s+|\s*\n\s*")
-_SENTENCE_OPENERS = "¿¡«\"“‘'([-•*–—"
+    vs cf al fig figs vol vols ch chap sec sect pp approx dept inc ltd corp jan feb apr jun jul
+    aug sep sept oct nov dec dra lic arq dña ud uds vd vds núm nro art arts pág págs ej caps
+    cía avda admón aprox apdo depto dpto tfno edit izq dcha pza prov ibíd cit ene abr dic
+"""
+_ABBREVIATIONS = frozenset(_ABBREVIATION_WORDS.split())
+# Typographic quotes and dashes as escapes: they look like ASCII ones in an editor.
+_CLOSERS = "\"'\u201d\u2019\u00bb)]"
+_OPENERS = "\"'\u201c\u2018\u00ab([\u00bf\u00a1"
+_BOUNDARY = re.compile(rf"[.!?\u2026]+[{re.escape(_CLOSERS)}]*\s+|\s*\n\s*")
+_SENTENCE_OPENERS = _OPENERS + "-*\u2022\u2013\u2014"
 _WORD = re.compile(r"\S+")
 # "1." or "IV." alone is a list enumerator, not a sentence.
 _ENUMERATOR = re.compile(r"\d{1,3}|[IVXivx]{1,4}")
@@ -68,6 +69,11 @@ class ChunkingConfig(BaseModel):
         return hashlib.sha256(payload).hexdigest()[:12]
 
 
+def chunking_config(settings: Settings | None = None) -> ChunkingConfig:
+    """The chunking configuration of the given or process-wide settings."""
+    return ChunkingConfig.from_settings(settings or get_settings())
+
+
 @dataclass(frozen=True, slots=True)
 class _Piece:
     """A sentence, or part of one, with its span in the document text."""
@@ -100,15 +106,18 @@ class _Chunker:
         self.chunks: list[Chunk] = []
 
     def count(self, start: int, end: int) -> int:
+        """Tokens in a span of the document text."""
         return self.counter.count(self.text[start:end])
 
     def fits(self, pieces: Sequence[_Piece]) -> bool:
+        """Whether consecutive pieces, with the text between them, fit the budget."""
         # The sum is exact for whitespace-split tokenizers; the recount guards the others.
         if sum(piece.tokens for piece in pieces) > self.budget:
             return False
         return self.count(pieces[0].start, pieces[-1].end) <= self.budget
 
     def emit(self, pieces: Sequence[_Piece], heading_path: tuple[str, ...]) -> None:
+        """Append the chunk spanning `pieces`."""
         start, end = pieces[0].start, pieces[-1].end
         self.chunks.append(
             Chunk(
@@ -124,6 +133,7 @@ class _Chunker:
         )
 
     def chunk_section(self, section: _Section) -> None:
+        """Append the chunks of one section, overlapping only with each other."""
         current: list[_Piece] = []
         for block in section.blocks:
             span = _trimmed_span(self.text, block.start, block.start + len(block.text))
@@ -273,7 +283,7 @@ def _is_boundary(text: str, sentence_start: int, match: re.Match[str], end: int)
     before = text[sentence_start : match.start()]
     if _ENUMERATOR.fullmatch(before.strip()):
         return False
-    word = before.rsplit(maxsplit=1)[-1].lstrip("\"'“‘«([¿¡")
+    word = before.rsplit(maxsplit=1)[-1].lstrip(_OPENERS)
     if len(word) == 1 and word.isalpha():
         return False
     return word.lower() not in _ABBREVIATIONS and "." not in word
@@ -291,6 +301,11 @@ def _sentence_spans(text: str, start: int, end: int) -> Iterator[tuple[int, int]
     span = _trimmed_span(text, sentence_start, end)
     if span is not None:
         yield span
+
+
+def split_sentences(text: str) -> list[tuple[int, int]]:
+    """Spans of the sentences of `text`, surrounding whitespace excluded."""
+    return list(_sentence_spans(text, 0, len(text)))
 
 
 def _sections(doc: ParsedDocument) -> list[_Section]:

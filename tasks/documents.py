@@ -40,7 +40,7 @@ def parse_and_chunk(planned: PlannedDocument) -> ChunkedDocument:
         language=parsed.language,
         page_count=parsed.page_count,
         chunks=chunks,
-        embed_texts=[embedding_text(chunk, parsed.title) for chunk in chunks],
+        embed_texts=[embedding_text(chunk, parsed.title, counter) for chunk in chunks],
     )
 
 

@@ -20,7 +20,7 @@ from core.models import (
     SourceFile,
     StoredDocument,
 )
-from core.embedder import model_id_for
+from core.embedder import embedder_model_id
 from core.settings import Settings, get_settings
 from core.store import get_store
 from tasks.chunking import chunking_config
@@ -159,7 +159,7 @@ def plan_task(
         files,
         stored,
         chunking_fingerprint=chunking_config(settings).fingerprint(),
-        model_id=model_id_for(settings),
+        model_id=embedder_model_id(settings),
         max_bytes=int(settings.max_file_mb * 2**20),
         prune_folders=folders_of(paths) if prune else (),
     )

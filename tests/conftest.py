@@ -41,3 +41,35 @@ def octavius_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[P
     get_settings.cache_clear()
     yield home
     get_settings.cache_clear()
+
+
+@pytest.fixture(scope="session")
+def prefect_harness() -> Iterator[None]:
+    """One real temporary Prefect server (with its own database) for the whole session."""
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=120):
+        yield
+
+
+@pytest.fixture(scope="session")
+def dask_address(prefect_harness: None) -> Iterator[str]:
+    """A real Dask LocalCluster of two single-thread worker processes, shared by the session."""
+    from distributed import LocalCluster
+
+    with LocalCluster(
+        n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
+    ) as cluster:
+        yield str(cluster.scheduler_address)
+
+
+@pytest.fixture
+def stack_env(
+    octavius_home: Path, dask_address: str, monkeypatch: pytest.MonkeyPatch
+) -> Path:
+    """Harness, cluster and a fresh OCTAVIUS_HOME wired together for one flow test."""
+    from core.settings import get_settings
+
+    monkeypatch.setenv("OCTAVIUS_DASK_ADDRESS", dask_address)
+    get_settings.cache_clear()
+    return octavius_home

@@ -75,7 +75,7 @@ class BlockList:
 
 
 def clean_block_text(text: str) -> str:
-    """Return text with trailing spaces and blank lines removed, so blocks never contain "\\n\\n"."""
+    """Return text without trailing spaces or blank lines, so no block holds a blank line."""
     text = text.replace("\r\n", "\n").replace("\r", "\n").replace("\x00", "")
     text = _TRAILING_SPACE.sub("\n", text)
     text = _BLANK_LINES.sub("", text)

@@ -10,11 +10,9 @@ from pathlib import Path
 
 import docx
 from docx.document import Document
-from docx.opc.exceptions import OpcError
 from docx.styles.style import BaseStyle
 from docx.table import Table
 from docx.text.paragraph import Paragraph
-from lxml.etree import LxmlError
 
 from core.models import FailureReason
 from tasks.parsers import BlockList, ParseError, ParserOutput, collapse_spaces
@@ -39,7 +37,11 @@ def parse_docx(path: Path, *, max_bytes: int) -> ParserOutput:
         blocks = BlockList()
         style_title = _add_blocks(document, blocks)
         title = collapse_spaces(document.core_properties.title or "")
-    except (OpcError, LxmlError, KeyError, ValueError, zipfile.BadZipFile) as exc:
+    except (OSError, MemoryError):
+        raise
+    except Exception as exc:
+        # python-docx fails on malformed parts in many ways (KeyError, AttributeError, lxml
+        # and OPC errors...); all of them mean the same thing here: the file is broken.
         logger.debug("python-docx failed on %s: %r", path, exc)
         raise ParseError(FailureReason.CORRUPT, f"DOCX is not readable: {exc}") from exc
     return ParserOutput(blocks.blocks, title=title or style_title or blocks.first_heading())
@@ -101,7 +103,7 @@ def _paragraphs(content: Iterator[Paragraph | Table]) -> Iterator[Paragraph]:
 
 
 def _paragraph_kind(style: BaseStyle | None) -> tuple[str, int]:
-    """Return ("title" | "heading" | "paragraph", level) from a style or the styles it is based on."""
+    """Return ("title" | "heading" | "paragraph", level) from a style or its base styles."""
     for _ in range(_STYLE_DEPTH):
         if style is None:
             break

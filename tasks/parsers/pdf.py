@@ -6,6 +6,7 @@ import logging
 import re
 import threading
 from collections import Counter, deque
+from itertools import pairwise
 from pathlib import Path
 from typing import NamedTuple
 
@@ -29,18 +30,20 @@ _LIGATURES = str.maketrans(
      "\ufb05": "st", "\ufb06": "st"}
 )  # fmt: skip
 _CONTROLS = re.compile(r"[\x00-\x08\x0b-\x1f\x7f\ufffd\uffff]")
-_DIGITS = re.compile(r"\d+")
+_PAGE_LABEL = re.compile(r"\d+|\b[ivxlcdm]+\b")
 _EDGE_MAX_CHARS = 120
 _HYPHEN_END = re.compile(r"[^\W\d_]-$")
 _PAGE_NUMBER = re.compile(r"^(?:\d{1,4}|[ivxlcdm]{1,6}|page \d{1,4}(?: of \d{1,4})?)$", re.I)
 _SENTENCE_END = (".", "!", "?", ":", "…")
-_BULLETS = ("•", "◦", "▪", "●", "○", "■", "□", "‣", "⁃", "➢", "✓")
+_BULLETS = ("•", "◦", "▪", "●", "○", "■", "□", "‣", "➢", "✓")
 _JUNK_TITLES = frozenset({"untitled", "untitled document", "no title", "title"})
 _WORD_PRODUCER_PREFIX = re.compile(r"^Microsoft (?:Word|PowerPoint|Excel) - ", re.I)
 
 # Layout thresholds, in multiples of the page's body line height.
 _EXTRA_GAP = 0.5
 _USUAL_GAP_CAP = 0.8
+_SINGLE_SPACING_GAP = 0.3
+_MIN_GAPS = 3
 _INDENT_MIN, _INDENT_MAX = 0.8, 5.0
 _SHORT_LINE = 3.0
 _SIZE_CHANGE = 0.15
@@ -83,9 +86,7 @@ def _parse_document(document: pdfium.PdfDocument, *, max_pages: int) -> ParserOu
     if page_count == 0:
         raise ParseError(FailureReason.CORRUPT, "PDF has no pages")
     if page_count > max_pages:
-        raise ParseError(
-            FailureReason.TOO_LARGE, f"PDF has {page_count} pages (limit {max_pages})"
-        )
+        raise ParseError(FailureReason.TOO_LARGE, f"PDF has {page_count} pages (limit {max_pages})")
     blocks = BlockList()
     recent_edges: deque[set[str]] = deque(maxlen=2)
     for number in range(1, page_count + 1):
@@ -94,13 +95,14 @@ def _parse_document(document: pdfium.PdfDocument, *, max_pages: int) -> ParserOu
         except pdfium.PdfiumError as exc:
             raise ParseError(FailureReason.CORRUPT, f"PDF page {number} is not readable") from exc
         paragraphs = _page_paragraphs(lines)
-        edges = {_edge_key(text) for text, _ in paragraphs[:1] + paragraphs[-1:]}
+        edges = {_edge_key(text) for text, _ in paragraphs[:1] + paragraphs[-1:]} - {""}
         seen = set().union(*recent_edges)
         recent_edges.append(edges)
         for index, (text, level) in enumerate(paragraphs):
-            # Running headers and footers repeat at the page edges with only numbers changing.
+            # Running headers and footers repeat at the page edges with only numbers changing;
+            # headings ("Chapter 2" atop each chapter's page) are never taken for them.
             key = _edge_key(text)
-            if key and key in seen and index in (0, len(paragraphs) - 1):
+            if not level and key in seen and index in (0, len(paragraphs) - 1):
                 continue
             blocks.add("heading" if level else "paragraph", text, level=level, page=number)
     if not blocks.blocks:
@@ -167,13 +169,16 @@ def _page_paragraphs(lines: list[_Line]) -> list[tuple[str, int]]:
     body = _body_height(lines)
     margin_left = Counter(round(line.left) for line in lines).most_common(1)[0][0]
     margin_right = max(line.right for line in lines)
-    gaps = sorted(a.bottom - b.top for a, b in zip(lines, lines[1:], strict=False))
+    gaps = sorted(a.bottom - b.top for a, b in pairwise(lines))
     gaps = [gap for gap in gaps if gap > 0]
-    # The usual line spacing is the small, frequent gap; a page may have more paragraph gaps
-    # than line gaps, and with a single gap there is no telling, hence the cap.
-    usual_gap = min(gaps[len(gaps) // 4] if gaps else 0.0, _USUAL_GAP_CAP * body)
+    # The usual line spacing is the small, frequent gap (capped: some pages hold more paragraph
+    # gaps than line gaps); with one or two gaps there is no telling, so assume single spacing.
+    if len(gaps) >= _MIN_GAPS:
+        usual_gap = min(gaps[len(gaps) // 4], _USUAL_GAP_CAP * body)
+    else:
+        usual_gap = _SINGLE_SPACING_GAP * body
     paragraphs: list[list[_Line]] = [[lines[0]]]
-    for previous, line in zip(lines, lines[1:], strict=False):
+    for previous, line in pairwise(lines):
         if _breaks(previous, line, body, usual_gap, margin_left, margin_right):
             paragraphs.append([line])
         else:
@@ -186,8 +191,8 @@ def _page_paragraphs(lines: list[_Line]) -> list[tuple[str, int]]:
 
 
 def _edge_key(text: str) -> str:
-    """Return a short text with its numbers masked, to recognise running headers and footers."""
-    return _DIGITS.sub("#", text.lower()) if len(text) <= _EDGE_MAX_CHARS else ""
+    """Return a short text with its page labels masked, to recognise running headers and footers."""
+    return _PAGE_LABEL.sub("#", text.lower()) if len(text) <= _EDGE_MAX_CHARS else ""
 
 
 def _body_height(lines: list[_Line]) -> float:
@@ -229,6 +234,7 @@ def _breaks(
 
 def _drop_page_numbers(paragraphs: list[list[_Line]]) -> list[list[_Line]]:
     """Return the paragraphs without a lone page number at the top or bottom of the page."""
+
     def is_number(paragraph: list[_Line]) -> bool:
         return len(paragraph) == 1 and _PAGE_NUMBER.match(paragraph[0].text) is not None
 

@@ -85,7 +85,7 @@ def _decode_western(data: bytes) -> str | None:
         return None
     letters = _LETTER.findall(text[:_SAMPLE_CHARS])
     non_ascii = sum(1 for ch in letters if not ch.isascii())
-    return text if non_ascii <= _MAX_NON_ASCII_LETTER_SHARE * len(letters) else None
+    return text if non_ascii <= max(_MAX_NON_ASCII_LETTER_SHARE * len(letters), 1) else None
 
 
 def _control_share(text: str) -> float:
