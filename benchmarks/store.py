@@ -29,11 +29,12 @@ from core.store.edge import EdgeStore
 
 BATCH = 256
 TENANT = "bench"
-VOCABULARY = (
+_WORDS = (
     "network package install kernel module boot disk partition user group permission service "
     "daemon socket firewall route address interface mirror repository release upgrade backup "
     "archive compress config editor shell script variable process signal memory swap cache"
-).split()
+)
+VOCABULARY = _WORDS.split()
 
 
 def make_points(count: int, dim: int, seed: int = 0) -> list[Point]:
@@ -220,15 +221,14 @@ def main() -> None:
         "qdrant-client path mode": bench_client_path,
     }
     print(f"{args.points} points x {args.dim} dims, batches of {BATCH}, half in the queried tenant")
-    print(
-        f"{'engine':32} {'upsert s':>9} {'points/s':>9} {'open ms':>8} {'dense ms':>9} {'sparse ms':>9}"
-    )
+    columns = ("upsert s", "points/s", "open ms", "dense ms", "sparse ms")
+    print(f"{'engine':32} " + " ".join(f"{c:>9}" for c in columns))
     with tempfile.TemporaryDirectory(prefix="octavius-bench-") as tmp:
         for name, bench in engines.items():
             r = bench(points, args.dim, Path(tmp))
             rate = args.points / r["upsert_s"]
             print(
-                f"{name:32} {r['upsert_s']:9.2f} {rate:9.0f} {r['open_ms']:8.1f} "
+                f"{name:32} {r['upsert_s']:9.2f} {rate:9.0f} {r['open_ms']:9.1f} "
                 f"{r['dense_ms']:9.1f} {r['sparse_ms']:9.1f}",
                 flush=True,
             )

@@ -8,6 +8,7 @@ from core.store.base import (
     StoreBusyError,
     StoreError,
     StoreUnavailableError,
+    TransientStoreError,
     VectorStore,
 )
 
@@ -16,6 +17,7 @@ __all__ = [
     "StoreBusyError",
     "StoreError",
     "StoreUnavailableError",
+    "TransientStoreError",
     "VectorStore",
     "get_store",
 ]

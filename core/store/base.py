@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, Protocol, TypeVar, runtime_checkable
 
@@ -18,6 +19,8 @@ SCROLL_PAGE = 1024
 
 T = TypeVar("T")
 
+logger = logging.getLogger(__name__)
+
 
 class StoreError(RuntimeError):
     """The vector store failed or is misused."""
@@ -27,7 +30,11 @@ class CollectionMissingError(StoreError):
     """The collection was written to before `ensure_collection` created it."""
 
 
-class StoreBusyError(StoreError, TimeoutError):
+class TransientStoreError(StoreError):
+    """A failure that may pass if the operation is run again later (worth a task retry)."""
+
+
+class StoreBusyError(TransientStoreError, TimeoutError):
     """The embedded store's cross-process lock was not free in time."""
 
 
@@ -132,5 +139,20 @@ def hit_from(point_id: object, score: float, payload: Mapping[str, Any]) -> Sear
 
 def documents_from(payloads: Sequence[Mapping[str, Any]]) -> dict[str, StoredDocument]:
     """The document manifest from first-chunk payloads, sorted by doc_id."""
-    found = [StoredDocument.model_validate(payload) for payload in payloads]
-    return {document.doc_id: document for document in sorted(found, key=lambda d: d.doc_id)}
+    found = sorted(
+        (StoredDocument.model_validate(payload) for payload in payloads),
+        key=lambda d: (d.doc_id, d.version),
+    )
+    documents: dict[str, StoredDocument] = {}
+    for document in found:
+        if document.doc_id in documents:
+            # A write that died between "new version written" and "old version deleted".
+            logger.warning(
+                "document %s is stored in two versions (%s, %s)",
+                document.doc_id,
+                documents[document.doc_id].version,
+                document.version,
+            )
+            continue
+        documents[document.doc_id] = document
+    return documents

@@ -28,13 +28,14 @@ from core.store.base import (
     CollectionMissingError,
     StoreError,
     StoreUnavailableError,
+    TransientStoreError,
     batched,
     documents_from,
     hit_from,
     payload_of,
     physical_name,
 )
-from core.store.retry import call_with_retry
+from core.store.retry import call_with_retry, is_transient
 
 logger = logging.getLogger(__name__)
 
@@ -72,6 +73,16 @@ def _is_missing(exc: Exception) -> bool:
     return isinstance(exc, ValueError) and "not found" in str(exc)
 
 
+def _retrying(call: Callable[[], T], what: str, attempts: int = WRITE_ATTEMPTS) -> T:
+    """The result of a server call, retried; still failing transiently, a TransientStoreError."""
+    try:
+        return call_with_retry(call, what=what, attempts=attempts)
+    except Exception as exc:
+        if is_transient(exc):
+            raise TransientStoreError(f"Qdrant {what} kept failing: {exc}") from exc
+        raise
+
+
 class ServerStore:
     """The `VectorStore` over a Qdrant server, through qdrant-client."""
 
@@ -95,7 +106,7 @@ class ServerStore:
     def _read(self, call: Callable[[], T], what: str, empty: T) -> T:
         """The result of a read, or `empty` when the collection does not exist yet."""
         try:
-            return call_with_retry(call, what=what, attempts=READ_ATTEMPTS)
+            return _retrying(call, what, READ_ATTEMPTS)
         except Exception as exc:
             if _is_missing(exc):
                 return empty
@@ -104,7 +115,7 @@ class ServerStore:
     def _write(self, call: Callable[[], Any], what: str) -> None:
         """Run a write with retries; a missing collection is an error."""
         try:
-            call_with_retry(call, what=what, attempts=WRITE_ATTEMPTS)
+            _retrying(call, what)
         except Exception as exc:
             if _is_missing(exc):
                 raise CollectionMissingError(f"collection {self.alias} does not exist") from exc
@@ -112,12 +123,12 @@ class ServerStore:
 
     def _alias_target(self) -> str | None:
         """The physical collection the alias points to, if the alias exists."""
-        aliases = call_with_retry(self.client.get_aliases, what="get aliases").aliases
+        aliases = _retrying(self.client.get_aliases, "get aliases").aliases
         return next((a.collection_name for a in aliases if a.alias_name == self.alias), None)
 
     def _dense_size(self, collection: str) -> int | None:
         """The dense vector size of a collection."""
-        info = call_with_retry(lambda: self.client.get_collection(collection), what="get")
+        info = _retrying(lambda: self.client.get_collection(collection), "get collection")
         vectors = info.config.params.vectors
         params = vectors.get(DENSE) if isinstance(vectors, dict) else None
         return params.size if params is not None else None
@@ -131,9 +142,9 @@ class ServerStore:
                 raise StoreError(f"collection {target} has dense size {size}, not {dense_dim}")
             return
         physical = physical_name(self.alias)
-        if not call_with_retry(lambda: self.client.collection_exists(physical), what="exists"):
+        if not _retrying(lambda: self.client.collection_exists(physical), "collection exists"):
             try:
-                call_with_retry(
+                _retrying(
                     lambda: self.client.create_collection(
                         physical,
                         vectors_config={
@@ -145,7 +156,7 @@ class ServerStore:
                             SPARSE: models.SparseVectorParams(modifier=models.Modifier.IDF)
                         },
                     ),
-                    what="create collection",
+                    "create collection",
                 )
             except UnexpectedResponse as exc:
                 # Another process (or our own timed-out first attempt) created it meanwhile.
@@ -164,20 +175,18 @@ class ServerStore:
         operation = models.CreateAliasOperation(
             create_alias=models.CreateAlias(collection_name=physical, alias_name=self.alias)
         )
-        call_with_retry(
-            lambda: self.client.update_collection_aliases([operation]), what="create alias"
-        )
+        _retrying(lambda: self.client.update_collection_aliases([operation]), "create alias")
         logger.info("created Qdrant collection %s -> %s", self.alias, physical)
 
     def _create_index(
         self, collection: str, field: str, schema: models.PayloadSchemaParams
     ) -> None:
         """Create one payload index (idempotent on the server)."""
-        call_with_retry(
+        _retrying(
             lambda: self.client.create_payload_index(
                 collection, field_name=field, field_schema=schema, wait=True
             ),
-            what=f"index {field}",
+            f"index {field}",
         )
 
     def upsert(self, points: Sequence[Point]) -> None:
@@ -237,11 +246,13 @@ class ServerStore:
 
     def _query(self, what: str, **kwargs: Any) -> list[SearchHit]:
         """Run one query and turn its points into hits."""
-        empty = models.QueryResponse(points=[])
-        response = self._read(
-            lambda: self.client.query_points(self.alias, with_payload=True, **kwargs), what, empty
+        empty: list[models.ScoredPoint] = []
+        points = self._read(
+            lambda: self.client.query_points(self.alias, with_payload=True, **kwargs).points,
+            what,
+            empty,
         )
-        return [hit_from(p.id, p.score, p.payload or {}) for p in response.points]
+        return [hit_from(p.id, p.score, p.payload or {}) for p in points]
 
     def search_dense(
         self,

@@ -190,7 +190,7 @@ def test_ingest_emits_progress_events_in_order(stack_env: Path, corpus: Path) ->
                     event=EventNameFilter(name=[PROGRESS_EVENT]),
                     resource=EventResourceFilter(id=[f"prefect.flow-run.{flow_run_id}"]),
                 ),
-                limit=200,
+                limit=50,
             )
             return [e.payload for e in sorted(page.events, key=lambda e: e.occurred)]
 

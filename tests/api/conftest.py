@@ -1,0 +1,82 @@
+"""The API over HTTP (ASGI transport) against the harness, with the deployments really served."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+import pytest_asyncio
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def api_home(
+    tmp_path_factory: pytest.TempPathFactory, dask_address: str
+) -> Iterator[Path]:
+    """An OCTAVIUS_HOME for the module, with `deployments.serve` running against the harness."""
+    from prefect.settings import PREFECT_API_URL
+
+    from core.settings import get_settings
+
+    home = tmp_path_factory.mktemp("api") / "home"
+    saved = {k: os.environ.get(k) for k in ("OCTAVIUS_HOME", "OCTAVIUS_DASK_ADDRESS")}
+    os.environ["OCTAVIUS_HOME"] = str(home)
+    os.environ["OCTAVIUS_DASK_ADDRESS"] = dask_address
+    get_settings.cache_clear()
+    env = dict(os.environ, PREFECT_API_URL=str(PREFECT_API_URL.value()))
+    env["PREFECT_RUNNER_POLL_FREQUENCY"] = "1"
+    log = (home.parent / "serve.log").open("wb")
+    serve = subprocess.Popen(
+        [sys.executable, "-m", "deployments.serve"], cwd=REPO, env=env, stdout=log, stderr=log,
+        start_new_session=True,
+    )
+    try:
+        yield home
+    finally:
+        serve.terminate()
+        try:
+            serve.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            serve.kill()
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+        get_settings.cache_clear()
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def client(api_home: Path) -> AsyncIterator[httpx.AsyncClient]:
+    """An HTTP client on a fresh app whose lifespan has run."""
+    from api.main import create_app
+
+    app = create_app()
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
+            http.app = app  # type: ignore[attr-defined]
+            yield http
+
+
+async def wait_final(client: httpx.AsyncClient, url: str, timeout_s: float = 240) -> dict:
+    """Polls a task until it reaches a final state."""
+    import asyncio
+
+    deadline = time.monotonic() + timeout_s
+    body: dict = {}
+    while time.monotonic() < deadline:
+        response = await client.get(url)
+        assert response.status_code == 200, response.text
+        body = response.json()
+        if body["state"] in {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}:
+            return body
+        await asyncio.sleep(1)
+    raise AssertionError(f"task not final after {timeout_s} s: {body}")
