@@ -114,6 +114,11 @@ class StoredDocument(BaseModel):
     version: str
     content_hash: str
     chunk_count: int
+    mixed_versions: bool = Field(
+        default=False,
+        description="Points of two versions are stored (a write died before the old one was "
+        "deleted); the next ingestion re-indexes it.",
+    )
 
 
 class SearchHit(BaseModel):

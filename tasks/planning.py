@@ -127,7 +127,7 @@ def plan_ingestion(
         content_hash = file_sha256(Path(file.path))
         version = index_version(content_hash, chunking_fingerprint, model_id)
         previous = stored.get(file.doc_id)
-        if previous is not None and previous.version == version:
+        if previous is not None and previous.version == version and not previous.mixed_versions:
             unchanged.append(
                 DocumentReport(
                     source=file.source,

@@ -153,6 +153,7 @@ def documents_from(payloads: Sequence[Mapping[str, Any]]) -> dict[str, StoredDoc
                 documents[document.doc_id].version,
                 document.version,
             )
+            documents[document.doc_id].mixed_versions = True
             continue
         documents[document.doc_id] = document
     return documents

@@ -205,3 +205,37 @@ def test_ingest_emits_progress_events_in_order(stack_env: Path, corpus: Path) ->
     assert [p["percent"] for p in payloads] == sorted(p["percent"] for p in payloads)
     assert payloads[-1]["percent"] == 100.0
     assert any(p["message"].startswith("Embedded ") for p in payloads)
+
+
+def test_ingest_repairs_a_write_that_died_between_versions(
+    stack_env: Path, tmp_path: Path
+) -> None:
+    from tasks.indexing import build_points
+
+    doc = write_text(tmp_path / "faq.md", "# FAQ\n\nReboot the router to apply the settings.\n")
+    ingest_documents(paths=[str(doc)], tenant="acme")
+    store = get_store()
+    [(_, payload)] = store.scroll("acme")
+    # Simulate a run that wrote a new version and died before deleting the old one.
+    orphan = build_points(
+        _chunked_like(payload, version="dead-run-version"), [[0.1] * 384], "acme"
+    )
+    store.upsert(orphan)
+    assert store.documents("acme")[payload.doc_id].mixed_versions
+    report = ingest_documents(paths=[str(doc)], tenant="acme")
+    assert _by_source(report) == {"faq.md": (DocumentStatus.INDEXED, None)}
+    assert {p.version for _, p in store.scroll("acme")} == {payload.version}
+    assert store.count("acme") == 1
+
+
+def _chunked_like(payload, version: str):  # type: ignore[no-untyped-def]
+    from core.models import Chunk, ChunkedDocument
+
+    return ChunkedDocument(
+        doc_id=payload.doc_id, source=payload.source, format=payload.format,
+        content_hash=payload.content_hash, version=version, title=payload.title,
+        language=payload.language, page_count=payload.page_count,
+        chunks=[Chunk(doc_id=payload.doc_id, chunk_index=0, text=payload.text,
+                      char_start=0, char_end=len(payload.text), token_count=5)],
+        embed_texts=[payload.text],
+    )
