@@ -8,7 +8,8 @@ import unicodedata
 import uuid
 from pathlib import Path
 
-from fastapi import HTTPException, UploadFile, status
+from fastapi import HTTPException, status
+from starlette.datastructures import UploadFile
 
 ALLOWED_SUFFIXES = frozenset(
     {".pdf", ".docx", ".md", ".markdown", ".html", ".htm", ".txt", ".text"}
@@ -22,7 +23,7 @@ def safe_name(filename: str | None) -> str:
     name = unicodedata.normalize("NFC", (filename or "").replace("\\", "/").rsplit("/", 1)[-1])
     name = _UNSAFE.sub("_", name).strip(" .")
     if not name:
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, "a file has no usable name")
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, "a file has no usable name")
     stem, dot, suffix = name.rpartition(".")
     if dot and len(name) > 120:
         name = f"{stem[: 119 - len(suffix)]}.{suffix}"
@@ -58,7 +59,7 @@ def save_upload(upload: UploadFile, folder: Path, name: str, max_bytes: int) -> 
                 out.close()
                 shutil.rmtree(folder, ignore_errors=True)
                 raise HTTPException(
-                    status.HTTP_413_REQUEST_ENTITY_TOO_LARGE,
+                    status.HTTP_413_CONTENT_TOO_LARGE,
                     f"{name} is larger than {max_bytes / 2**20:.1f} MiB",
                 )
             out.write(chunk)

@@ -152,3 +152,10 @@ def _embed_and_index(
             f"Embedded {embedded}/{total} chunks, indexed {indexed}/{len(documents)} documents",
         )
     progress.update("indexing", indexed, len(documents), f"Indexed {indexed} documents")
+
+
+if __name__ != "flows.ingest":
+    # Prefect loads the entrypoint "flows/ingest.py:ingest_documents" as a top-level module
+    # named "ingest", which Dask workers cannot import when they unpickle the run context;
+    # hand out the flow of the importable package module instead.
+    from flows.ingest import ingest_documents  # noqa: F811

@@ -5,8 +5,9 @@ from __future__ import annotations
 import shutil
 from typing import Any
 
-from fastapi import APIRouter, HTTPException, Request, Response, UploadFile, status
-from starlette.datastructures import UploadFile as StarletteUploadFile
+from fastapi import APIRouter, HTTPException, Request, Response, status
+from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import UploadFile
 
 from api.deps import CurrentUser, PrefectDep, SettingsDep
 from api.prefect_tasks import start_task
@@ -71,7 +72,7 @@ async def upload_documents(
     if length is None or not length.isdigit():
         raise HTTPException(status.HTTP_411_LENGTH_REQUIRED, "Content-Length is required")
     if int(length) > settings.max_upload_files * (max_file + 4096):
-        raise HTTPException(status.HTTP_413_REQUEST_ENTITY_TOO_LARGE, "upload is too large")
+        raise HTTPException(status.HTTP_413_CONTENT_TOO_LARGE, "upload is too large")
     if not request.headers.get("content-type", "").startswith("multipart/form-data"):
         raise HTTPException(
             status.HTTP_415_UNSUPPORTED_MEDIA_TYPE, "send the files as multipart/form-data"
@@ -82,24 +83,26 @@ async def upload_documents(
         raise
     except Exception as exc:
         raise HTTPException(status.HTTP_400_BAD_REQUEST, f"malformed multipart body: {exc}") from exc
-    async with form:
-        uploads = [f for f in form.getlist("files") if isinstance(f, StarletteUploadFile)]
+    try:
+        uploads = [f for f in form.getlist("files") if isinstance(f, UploadFile)]
         if not uploads:
-            raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, "no files in field 'files'")
+            raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, "no files in field 'files'")
         names: list[str] = []
         for upload in uploads:
             name = safe_name(upload.filename)
             check_suffix(name)
             if name in names:
                 raise HTTPException(
-                    status.HTTP_422_UNPROCESSABLE_ENTITY, f"{name} appears twice in the upload"
+                    status.HTTP_422_UNPROCESSABLE_CONTENT, f"{name} appears twice in the upload"
                 )
             names.append(name)
         folder = new_upload_dir(settings.uploads_dir, user)
         paths = {}
         for upload, name in zip(uploads, names, strict=True):
-            path = save_upload(upload, folder, name, max_file)  # type: ignore[arg-type]
+            path = await run_in_threadpool(save_upload, upload, folder, name, max_file)
             paths[str(path.resolve())] = name
+    finally:
+        await form.close()
     try:
         run = await start_task(
             client,

@@ -25,10 +25,10 @@ async def search(
     """Hybrid (dense + sparse, fused) hits for a query, with text, score, document and page."""
     if k > settings.search_k_max:
         raise HTTPException(
-            status.HTTP_422_UNPROCESSABLE_ENTITY, f"k must be at most {settings.search_k_max}"
+            status.HTTP_422_UNPROCESSABLE_CONTENT, f"k must be at most {settings.search_k_max}"
         )
     if not q.strip():
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, "q must not be blank")
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, "q must not be blank")
     hits = await run_in_threadpool(hybrid_search, q, tenant=user, k=k, mode=mode)
     return SearchResponse(
         query=q,

@@ -38,6 +38,7 @@ def api_home(
         start_new_session=True,
     )
     try:
+        _wait_for_deployment(serve, home.parent / "serve.log")
         yield home
     finally:
         serve.terminate()
@@ -51,6 +52,24 @@ def api_home(
             else:
                 os.environ[key] = value
         get_settings.cache_clear()
+
+
+def _wait_for_deployment(serve: subprocess.Popen[bytes], log: Path, timeout_s: float = 120) -> None:
+    """Blocks until the served ingestion deployment is registered."""
+    from prefect import get_client
+
+    from deployments.names import INGEST
+
+    deadline = time.monotonic() + timeout_s
+    with get_client(sync_client=True) as prefect:
+        while True:
+            assert serve.poll() is None, log.read_text()[-3000:]
+            try:
+                prefect.read_deployment_by_name(INGEST)
+                return
+            except Exception:
+                assert time.monotonic() < deadline, "deployment not served in time"
+                time.sleep(0.5)
 
 
 @pytest_asyncio.fixture(loop_scope="session")

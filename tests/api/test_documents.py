@@ -20,8 +20,8 @@ async def test_upload_returns_202_then_status_reaches_completed(
     pdf = make_pdf(
         tmp_path / "guía.pdf",
         [
-            ["La red se configura en el archivo /etc/network/interfaces con la orden ifup."],
-            ["Disk quotas are enabled with the usrquota option in /etc/fstab."],
+            ["# Red", "La red se configura en el archivo /etc/network/interfaces con ifup."],
+            ["# Cuotas", "Disk quotas are enabled with the usrquota option in /etc/fstab."],
         ],
         title="Guía de administración",
     )

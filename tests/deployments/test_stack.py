@@ -94,8 +94,8 @@ def test_stack_upload_then_status_then_search(stack: RunningStack, tmp_path: Pat
     make_pdf(
         pdf,
         [
-            ["El servidor de correo Postfix se configura en el archivo main.cf del sistema."],
-            ["The backup rotation keeps seven daily snapshots of the database cluster."],
+            ["# Correo", "El servidor de correo Postfix se configura en el archivo main.cf."],
+            ["# Backups", "The backup rotation keeps seven daily snapshots of the database."],
         ],
         title="Informe de operaciones",
     )
