@@ -7,7 +7,7 @@ export TRANSFORMERS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
 
-.PHONY: install up test lint fmt typecheck bench clean
+.PHONY: install up test lint fmt bench clean
 
 install: $(VENV)/.installed
 
@@ -29,17 +29,16 @@ test: install
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy core tasks flows deployments api
 
 fmt: install
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
-typecheck: install
-	$(BIN)/mypy core tasks flows deployments api
-
 bench: install
-	$(BIN)/python benchmarks/ingest.py
 	$(BIN)/python benchmarks/store.py
+	$(BIN)/python benchmarks/ingest.py
+	$(BIN)/python benchmarks/fusion.py
 
 clean:
 	rm -rf $(VENV) .octavius .pytest_cache

@@ -91,7 +91,7 @@ async def embed_task_runs(flow_run_id: str) -> int:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--copies", type=int, default=1)
+    parser.add_argument("--copies", type=int, default=2)
     args = parser.parse_args()
 
     from distributed import Client, LocalCluster
@@ -114,9 +114,12 @@ def main() -> None:
     alone = len(texts) / alone_s
     print(f"embedder alone (1 process):       {alone:7.2f} chunks/s  ({alone_s:.1f} s)")
 
-    with prefect_test_harness(server_startup_timeout=120), LocalCluster(
-        n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
-    ) as cluster:
+    with (
+        prefect_test_harness(server_startup_timeout=120),
+        LocalCluster(
+            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
+        ) as cluster,
+    ):
         os.environ["OCTAVIUS_DASK_ADDRESS"] = str(cluster.scheduler_address)
         get_settings.cache_clear()
         from deployments.stack import _warm_worker

@@ -12,7 +12,9 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-app = typer.Typer(help="Octavius Pipelines: background jobs of the Octavius assistant.", no_args_is_help=True)
+app = typer.Typer(
+    help="Octavius Pipelines: background jobs of the Octavius assistant.", no_args_is_help=True
+)
 eval_app = typer.Typer(help="Measure retrieval quality.", no_args_is_help=True)
 app.add_typer(eval_app, name="eval")
 console = Console(stderr=True)
@@ -66,10 +68,9 @@ def ingest(
 ) -> None:
     """Ingest files and folders into the knowledge base."""
     _prepare_environment()
+    from core.progress_bar import follow_progress
     from core.settings import get_settings
     from flows.ingest import ingest_documents
-
-    from core.progress_bar import follow_progress
 
     with follow_progress(console, enabled=not as_json):
         report = ingest_documents(
@@ -123,7 +124,9 @@ def search(
             console.print("No hits.")
         for rank, hit in enumerate(hits, start=1):
             pages = ",".join(map(str, hit.pages)) or "-"
-            console.print(f"[bold]{rank}. {hit.title}[/bold]  {hit.source}  p.{pages}  ({hit.score:.4f})")
+            console.print(
+                f"[bold]{rank}. {hit.title}[/bold]  {hit.source}  p.{pages}  ({hit.score:.4f})"
+            )
             console.print("   " + " ".join(hit.text.split())[:300])
 
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from prefect_dask import DaskTaskRunner
 from prefect_dask.client import PrefectDaskClient
+from prefect_dask.task_runners import DaskTaskRunner
 
 from core.settings import get_settings
 

@@ -38,7 +38,9 @@ class Block(BaseModel):
     kind: Literal["heading", "paragraph"]
     text: str
     level: int = Field(default=0, ge=0, le=6, description="Heading level; 0 for paragraphs.")
-    page: int | None = Field(default=None, ge=1, description="1-based page, when the format has pages.")
+    page: int | None = Field(
+        default=None, ge=1, description="1-based page, when the format has pages."
+    )
     start: int = Field(ge=0, description="Offset of the block in ParsedDocument.text.")
 
 

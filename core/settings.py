@@ -103,7 +103,10 @@ class Settings(BaseSettings):
     api_host: str = Field(default="127.0.0.1", description="Interface the API listens on.")
     api_port: int = Field(default=8000, ge=1, le=65535, description="Port the API listens on.")
     prefect_port: int = Field(
-        default=4200, ge=1, le=65535, description="Port of the Prefect server that octavius up starts."
+        default=4200,
+        ge=1,
+        le=65535,
+        description="Port of the Prefect server that octavius up starts.",
     )
     api_base_url: str | None = Field(
         default=None,

@@ -11,13 +11,13 @@ from flows.ingest import ingest_documents
 
 def runner_deployments() -> list[RunnerDeployment]:
     """Every deployment that exists, as served by the embedded stack."""
-    return [
-        ingest_documents.to_deployment(
-            name=INGEST_DEPLOYMENT,
-            tags=["octavius"],
-            description="Parse, chunk, embed and index documents into the knowledge base.",
-        ),
-    ]
+    ingest = ingest_documents.to_deployment(
+        name=INGEST_DEPLOYMENT,
+        tags=["octavius"],
+        description="Parse, chunk, embed and index documents into the knowledge base.",
+    )
+    assert isinstance(ingest, RunnerDeployment)
+    return [ingest]
 
 
 def main() -> None:

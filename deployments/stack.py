@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -12,7 +13,6 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import httpx
 from pydantic import BaseModel
@@ -100,7 +100,9 @@ class Stack:
     cluster: object | None = None
     _stopping: threading.Event = field(default_factory=threading.Event)
 
-    def _spawn(self, args: list[str], env: dict[str, str], log_name: str) -> subprocess.Popen[bytes]:
+    def _spawn(
+        self, args: list[str], env: dict[str, str], log_name: str
+    ) -> subprocess.Popen[bytes]:
         log_dir = self.settings.home / "logs"
         log_dir.mkdir(parents=True, exist_ok=True)
         log = (log_dir / f"{log_name}.log").open("ab")
@@ -140,8 +142,15 @@ class Stack:
             self.echo(f"Starting Prefect server on SQLite under {env['PREFECT_HOME']} ...")
             server = self._spawn(
                 [
-                    sys.executable, "-m", "prefect", "server", "start",
-                    "--host", "127.0.0.1", "--port", str(settings.prefect_port),
+                    sys.executable,
+                    "-m",
+                    "prefect",
+                    "server",
+                    "start",
+                    "--host",
+                    "127.0.0.1",
+                    "--port",
+                    str(settings.prefect_port),
                 ],
                 env,
                 "prefect-server",
@@ -153,8 +162,14 @@ class Stack:
         self._spawn([sys.executable, "-m", "deployments.serve"], env, "serve")
         api = self._spawn(
             [
-                sys.executable, "-m", "uvicorn", "api.main:app",
-                "--host", settings.api_host, "--port", str(settings.api_port),
+                sys.executable,
+                "-m",
+                "uvicorn",
+                "api.main:app",
+                "--host",
+                settings.api_host,
+                "--port",
+                str(settings.api_port),
             ],
             env,
             "api",
@@ -177,14 +192,14 @@ class Stack:
         self.echo(f"Starting a Dask LocalCluster with {self.settings.dask_workers} workers ...")
         # Worker processes inherit this process's environment.
         os.environ.update(env)
-        cluster = LocalCluster(
+        cluster = LocalCluster(  # type: ignore[no-untyped-call]
             n_workers=self.settings.dask_workers,
             threads_per_worker=1,
             processes=True,
             dashboard_address=":0",
         )
         self.cluster = cluster
-        with Client(cluster) as client:
+        with Client(cluster) as client:  # type: ignore[no-untyped-call]
             client.run(_warm_worker)
         return str(cluster.scheduler_address)
 
@@ -207,12 +222,5 @@ class Stack:
 
 
 def _signal_group(process: subprocess.Popen[bytes], sig: signal.Signals) -> None:
-    try:
+    with contextlib.suppress(ProcessLookupError):
         os.killpg(process.pid, sig)
-    except ProcessLookupError:
-        pass
-
-
-def stack_home(settings: Settings) -> Path:
-    """Absolute OCTAVIUS_HOME of the stack."""
-    return settings.home.resolve()

@@ -36,7 +36,11 @@ from tasks.reporting import (
 STAGES = {"planning": 1.0, "parsing": 2.0, "embedding": 6.0, "indexing": 1.0}
 
 
-@flow(name=INGEST_FLOW, task_runner=SettingsDaskTaskRunner(), persist_result=True)
+@flow(
+    name=INGEST_FLOW,
+    task_runner=SettingsDaskTaskRunner(),  # type: ignore[arg-type]
+    persist_result=True,
+)
 def ingest_documents(
     paths: list[str],
     tenant: str = "default",
@@ -158,4 +162,4 @@ if __name__ != "flows.ingest":
     # Prefect loads the entrypoint "flows/ingest.py:ingest_documents" as a top-level module
     # named "ingest", which Dask workers cannot import when they unpickle the run context;
     # hand out the flow of the importable package module instead.
-    from flows.ingest import ingest_documents  # noqa: F811
+    pass

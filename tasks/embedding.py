@@ -7,9 +7,8 @@ from typing import Any
 
 from prefect import Task, task
 from prefect.cache_policies import CacheKeyFnPolicy
-from prefect.client.schemas.objects import TaskRun
+from prefect.client.schemas.objects import State, TaskRun
 from prefect.context import TaskRunContext
-from prefect.states import State
 from prefect.tasks import exponential_backoff
 from pydantic import BaseModel, Field
 

@@ -8,8 +8,7 @@ from typing import Any
 
 from prefect import Task, task
 from prefect.cache_policies import NO_CACHE
-from prefect.client.schemas.objects import TaskRun
-from prefect.states import State
+from prefect.client.schemas.objects import State, TaskRun
 from prefect.tasks import exponential_backoff
 
 from core.models import ChunkedDocument, ChunkPayload, Point, StoredDocument
@@ -99,9 +98,7 @@ _RETRY: dict[str, Any] = {
 
 
 @task(name="index-document", task_run_name="index {document.source}", **_RETRY)
-def index_document_task(
-    document: ChunkedDocument, vectors: list[list[float]], tenant: str
-) -> int:
+def index_document_task(document: ChunkedDocument, vectors: list[list[float]], tenant: str) -> int:
     """Writes one document's points; retried when the store fails transiently."""
     return index_document(document, vectors, tenant)
 

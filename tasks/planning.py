@@ -12,6 +12,7 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 from pydantic import BaseModel
 
+from core.embedder import embedder_model_id
 from core.models import (
     DocumentReport,
     DocumentStatus,
@@ -20,7 +21,6 @@ from core.models import (
     SourceFile,
     StoredDocument,
 )
-from core.embedder import embedder_model_id
 from core.settings import Settings, get_settings
 from core.store import get_store
 from tasks.chunking import chunking_config
@@ -64,7 +64,8 @@ def discover_files(
             candidates = sorted(
                 p
                 for p in path.rglob("*")
-                if p.is_file() and not any(part.startswith(".") for part in p.relative_to(path).parts)
+                if p.is_file()
+                and not any(part.startswith(".") for part in p.relative_to(path).parts)
             )
         elif path.is_file():
             candidates = [path]
@@ -82,8 +83,7 @@ def discover_files(
             continue
         for candidate in candidates:
             resolved = str(candidate.resolve())
-            source = names.get(raw) if candidate == path and raw in names else resolved
-            assert source is not None
+            source = names[raw] if candidate == path and raw in names else resolved
             found[source] = SourceFile(
                 path=resolved,
                 source=source,
@@ -144,7 +144,9 @@ def plan_ingestion(
         for doc in stored.values()
         if doc.doc_id not in present and any(doc.source.startswith(f) for f in prune_folders)
     ]
-    return IngestPlan(to_index=to_index, unchanged=unchanged, rejected=rejected, to_remove=to_remove)
+    return IngestPlan(
+        to_index=to_index, unchanged=unchanged, rejected=rejected, to_remove=to_remove
+    )
 
 
 @task(name="plan-ingestion", cache_policy=NO_CACHE)

@@ -59,7 +59,8 @@ class ProgressReporter:
         self._flow_run_id = self._current_flow_run_id()
         self._artifact_id: UUID | None = None
         if self._flow_run_id is not None:
-            self._artifact_id = create_progress_artifact(0.0, description="Starting")
+            created = create_progress_artifact(0.0, description="Starting")
+            self._artifact_id = created if isinstance(created, UUID) else None
 
     @staticmethod
     def _current_flow_run_id() -> str | None:

@@ -64,9 +64,7 @@ def dask_address(prefect_harness: None) -> Iterator[str]:
 
 
 @pytest.fixture
-def stack_env(
-    octavius_home: Path, dask_address: str, monkeypatch: pytest.MonkeyPatch
-) -> Path:
+def stack_env(octavius_home: Path, dask_address: str, monkeypatch: pytest.MonkeyPatch) -> Path:
     """Harness, cluster and a fresh OCTAVIUS_HOME wired together for one flow test."""
     from core.settings import get_settings
 

@@ -82,7 +82,9 @@ async def upload_documents(
     except HTTPException:
         raise
     except Exception as exc:
-        raise HTTPException(status.HTTP_400_BAD_REQUEST, f"malformed multipart body: {exc}") from exc
+        raise HTTPException(
+            status.HTTP_400_BAD_REQUEST, f"malformed multipart body: {exc}"
+        ) from exc
     try:
         uploads = [f for f in form.getlist("files") if isinstance(f, UploadFile)]
         if not uploads:

@@ -17,9 +17,7 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
-def api_home(
-    tmp_path_factory: pytest.TempPathFactory, dask_address: str
-) -> Iterator[Path]:
+def api_home(tmp_path_factory: pytest.TempPathFactory, dask_address: str) -> Iterator[Path]:
     """An OCTAVIUS_HOME for the module, with `deployments.serve` running against the harness."""
     from prefect.settings import PREFECT_API_URL
 
@@ -34,7 +32,11 @@ def api_home(
     env["PREFECT_RUNNER_POLL_FREQUENCY"] = "1"
     log = (home.parent / "serve.log").open("wb")
     serve = subprocess.Popen(
-        [sys.executable, "-m", "deployments.serve"], cwd=REPO, env=env, stdout=log, stderr=log,
+        [sys.executable, "-m", "deployments.serve"],
+        cwd=REPO,
+        env=env,
+        stdout=log,
+        stderr=log,
         start_new_session=True,
     )
     try:

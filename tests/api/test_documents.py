@@ -29,13 +29,20 @@ async def test_upload_returns_202_then_status_reaches_completed(
         "/api/documents/upload",
         files=[
             ("files", ("guía.pdf", pdf.read_bytes(), "application/pdf")),
-            ("files", ("notes.md", b"# DNS\n\nThe resolver reads /etc/resolv.conf.\n", "text/markdown")),
+            (
+                "files",
+                ("notes.md", b"# DNS\n\nThe resolver reads /etc/resolv.conf.\n", "text/markdown"),
+            ),
         ],
     )
     assert response.status_code == 202, response.text
     accepted = response.json()
     assert set(accepted) == {"task_id", "status_url", "events_url"}
-    assert response.headers["location"] == accepted["status_url"] == f"/api/tasks/{accepted['task_id']}"
+    assert (
+        response.headers["location"]
+        == accepted["status_url"]
+        == f"/api/tasks/{accepted['task_id']}"
+    )
     final = await wait_final(client, accepted["status_url"])
     assert final["state"] == "COMPLETED", final
     assert final["kind"] == "ingest"
@@ -46,7 +53,9 @@ async def test_upload_returns_202_then_status_reaches_completed(
         "notes.md": "indexed",
     }
     assert documents["guía.pdf"]["pages"] == 2
-    found = await client.get("/api/search", params={"q": "¿cómo activo las cuotas de disco?", "k": 2})
+    found = await client.get(
+        "/api/search", params={"q": "¿cómo activo las cuotas de disco?", "k": 2}
+    )
     assert found.status_code == 200
     top = found.json()["hits"][0]
     assert "usrquota" in top["text"]

@@ -14,8 +14,11 @@ REPO = Path(__file__).resolve().parents[2]
 @pytest.mark.parametrize("document", [".env.example", "README.md"])
 def test_every_setting_is_documented(document: str) -> None:
     text = (REPO / document).read_text()
-    missing = [f"OCTAVIUS_{name.upper()}" for name in Settings.model_fields
-               if f"OCTAVIUS_{name.upper()}" not in text]
+    missing = [
+        f"OCTAVIUS_{name.upper()}"
+        for name in Settings.model_fields
+        if f"OCTAVIUS_{name.upper()}" not in text
+    ]
     assert missing == []
 
 

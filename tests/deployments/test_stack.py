@@ -130,22 +130,32 @@ def test_stack_cli_ingest_and_search_use_the_stack(stack: RunningStack, tmp_path
     )
     ingest = subprocess.run(
         [sys.executable, "-m", "core.cli", "ingest", str(folder), "--json"],
-        cwd=REPO, env=stack.env, capture_output=True, timeout=300, check=False,
+        cwd=REPO,
+        env=stack.env,
+        capture_output=True,
+        timeout=300,
+        check=False,
     )
     assert ingest.returncode == 0, ingest.stderr.decode()[-3000:]
     report = json.loads(ingest.stdout)
     assert [d["status"] for d in report["documents"]] == ["indexed"]
     search = subprocess.run(
         [sys.executable, "-m", "core.cli", "search", "how to reduce swapping", "-k", "2", "--json"],
-        cwd=REPO, env=stack.env, capture_output=True, timeout=300, check=False,
+        cwd=REPO,
+        env=stack.env,
+        capture_output=True,
+        timeout=300,
+        check=False,
     )
     assert search.returncode == 0, search.stderr.decode()[-3000:]
     hits = json.loads(search.stdout)["hits"]
     assert "vm.swappiness" in hits[0]["text"]
     # The run is recorded by the stack's Prefect server, like any other run.
+    prefect_api = json.loads((stack.home / "stack.json").read_text())["prefect_api_url"]
     runs = httpx.post(
-        f"{json.loads((stack.home / 'stack.json').read_text())['prefect_api_url']}/flow_runs/filter",
-        json={"limit": 50}, timeout=30,
+        f"{prefect_api}/flow_runs/filter",
+        json={"limit": 50},
+        timeout=30,
     ).json()
     assert sum(1 for run in runs if run["state_type"] == "COMPLETED") >= 2
 

@@ -93,7 +93,9 @@ def test_ingest_mixed_batch_reports_each_document(stack_env: Path, corpus: Path)
     stored = {Path(p.source).name for _, p in store.scroll("acme")}
     assert stored == {"manual.pdf", "policy.docx", "page.html", "notes.md", "leeme.txt"}
     assert report.chunks_embedded == store.count("acme")
-    pages = {p.text.split()[0]: p.pages for _, p in store.scroll("acme") if p.source.endswith(".pdf")}
+    pages = {
+        p.text.split()[0]: p.pages for _, p in store.scroll("acme") if p.source.endswith(".pdf")
+    }
     assert set(map(tuple, pages.values())) <= {(1,), (2,), (1, 2)}
     spanish = hybrid_search("¿cuándo se hace la copia de seguridad?", tenant="acme", k=3)
     assert "copia de seguridad" in spanish[0].text
@@ -207,9 +209,7 @@ def test_ingest_emits_progress_events_in_order(stack_env: Path, corpus: Path) ->
     assert any(p["message"].startswith("Embedded ") for p in payloads)
 
 
-def test_ingest_repairs_a_write_that_died_between_versions(
-    stack_env: Path, tmp_path: Path
-) -> None:
+def test_ingest_repairs_a_write_that_died_between_versions(stack_env: Path, tmp_path: Path) -> None:
     from tasks.indexing import build_points
 
     doc = write_text(tmp_path / "faq.md", "# FAQ\n\nReboot the router to apply the settings.\n")
@@ -217,9 +217,7 @@ def test_ingest_repairs_a_write_that_died_between_versions(
     store = get_store()
     [(_, payload)] = store.scroll("acme")
     # Simulate a run that wrote a new version and died before deleting the old one.
-    orphan = build_points(
-        _chunked_like(payload, version="dead-run-version"), [[0.1] * 384], "acme"
-    )
+    orphan = build_points(_chunked_like(payload, version="dead-run-version"), [[0.1] * 384], "acme")
     store.upsert(orphan)
     assert store.documents("acme")[payload.doc_id].mixed_versions
     report = ingest_documents(paths=[str(doc)], tenant="acme")
@@ -232,10 +230,23 @@ def _chunked_like(payload, version: str):  # type: ignore[no-untyped-def]
     from core.models import Chunk, ChunkedDocument
 
     return ChunkedDocument(
-        doc_id=payload.doc_id, source=payload.source, format=payload.format,
-        content_hash=payload.content_hash, version=version, title=payload.title,
-        language=payload.language, page_count=payload.page_count,
-        chunks=[Chunk(doc_id=payload.doc_id, chunk_index=0, text=payload.text,
-                      char_start=0, char_end=len(payload.text), token_count=5)],
+        doc_id=payload.doc_id,
+        source=payload.source,
+        format=payload.format,
+        content_hash=payload.content_hash,
+        version=version,
+        title=payload.title,
+        language=payload.language,
+        page_count=payload.page_count,
+        chunks=[
+            Chunk(
+                doc_id=payload.doc_id,
+                chunk_index=0,
+                text=payload.text,
+                char_start=0,
+                char_end=len(payload.text),
+                token_count=5,
+            )
+        ],
         embed_texts=[payload.text],
     )

@@ -96,19 +96,34 @@ def test_plan_ingestion_rejects_oversize_files_without_reading_them(folder: Path
 
 def test_index_version_changes_with_each_input() -> None:
     base = index_version("h", "c", "m")
-    assert len({base, index_version("h2", "c", "m"), index_version("h", "c2", "m"),
-                index_version("h", "c", "m2")}) == 4
+    assert (
+        len(
+            {
+                base,
+                index_version("h2", "c", "m"),
+                index_version("h", "c2", "m"),
+                index_version("h", "c", "m2"),
+            }
+        )
+        == 4
+    )
 
 
 def test_plan_ingestion_prunes_only_inside_given_folders(folder: Path, tmp_path: Path) -> None:
     files, _ = discover_files([str(folder)], "t")
-    inside = SourceFile(path="", source=str(folder.resolve() / "gone.md"),
-                        doc_id=document_id("t", "gone"), size=1)
-    outside = SourceFile(path="", source=str(tmp_path / "elsewhere.md"),
-                         doc_id=document_id("t", "else"), size=1)
+    inside = SourceFile(
+        path="", source=str(folder.resolve() / "gone.md"), doc_id=document_id("t", "gone"), size=1
+    )
+    outside = SourceFile(
+        path="", source=str(tmp_path / "elsewhere.md"), doc_id=document_id("t", "else"), size=1
+    )
     stored = {f.doc_id: _stored(f, "v") for f in (inside, outside)}
     plan = plan_ingestion(
-        files, stored, chunking_fingerprint=FINGERPRINT, model_id=MODEL, max_bytes=10**6,
+        files,
+        stored,
+        chunking_fingerprint=FINGERPRINT,
+        model_id=MODEL,
+        max_bytes=10**6,
         prune_folders=folders_of([str(folder)]),
     )
     assert [d.source for d in plan.to_remove] == [inside.source]
