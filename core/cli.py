@@ -140,6 +140,7 @@ def status(
     import asyncio
 
     from prefect.client.orchestration import get_client
+    from prefect.exceptions import ObjectNotFound
 
     from api.prefect_tasks import task_status
 
@@ -150,7 +151,11 @@ def status(
             run = await client.read_flow_run(UUID(task_id))
             return await task_status(client, run)
 
-    result = asyncio.run(read())
+    try:
+        result = asyncio.run(read())
+    except (ValueError, ObjectNotFound) as exc:
+        console.print(f"[red]no such task: {task_id}[/red]")
+        raise typer.Exit(1) from exc
     if as_json:
         _emit(result, True)
     else:
@@ -168,7 +173,12 @@ def eval_retrieval(
     from core.evaluation import evaluate_retrieval, load_questions
     from core.settings import get_settings
 
-    report = evaluate_retrieval(load_questions(questions), tenant=get_settings().tenant, k=k)
+    try:
+        loaded = load_questions(questions)
+    except (OSError, ValueError) as exc:
+        console.print(f"[red]{exc}[/red]")
+        raise typer.Exit(2) from exc
+    report = evaluate_retrieval(loaded, tenant=get_settings().tenant, k=k)
     _emit(report, as_json)
     if not as_json:
         table = Table("mode", "n", "recall@1", f"recall@{k}", "MRR@10")

@@ -49,8 +49,13 @@ def fuse(
     k: int,
     rrf_k: int = RRF_K,
 ) -> list[SearchHit]:
-    """The top `k` hits by weighted reciprocal rank fusion, each scored with its fused score."""
+    """The top `k` hits by weighted reciprocal rank fusion, each scored with its fused score.
+
+    Hits only a zero-weight ranking found come last, by rank, so a ranking with too few hits
+    (a query whose words the corpus lacks) is still filled up to `k`.
+    """
     scores: dict[str, float] = {}
+    best_rank: dict[str, int] = {}
     hits: dict[str, SearchHit] = {}
     for ranking, weight in zip(rankings, weights, strict=True):
         seen: set[str] = set()
@@ -60,8 +65,9 @@ def fuse(
             seen.add(hit.point_id)
             rank = len(seen)
             scores[hit.point_id] = scores.get(hit.point_id, 0.0) + weight / (rrf_k + rank)
+            best_rank[hit.point_id] = min(rank, best_rank.get(hit.point_id, rank))
             hits.setdefault(hit.point_id, hit)
-    ranked = sorted((pid for pid in scores if scores[pid] > 0), key=lambda p: (-scores[p], p))
+    ranked = sorted(scores, key=lambda p: (-scores[p], best_rank[p], p))
     return [hits[pid].model_copy(update={"score": scores[pid]}) for pid in ranked[:k]]
 
 

@@ -114,13 +114,15 @@ class Settings(BaseSettings):
     )
 
     search_k_max: int = Field(default=50, ge=1, le=500, description="Largest k a search may ask.")
+    # Defaults measured by benchmarks/fusion.py on the Debian reference question sets.
     fusion_weights_en: tuple[float, float] = Field(
-        default=(1.0, 1.0),
+        default=(1.0, 0.25),
         description="Reciprocal-rank-fusion weights (dense, sparse) for English queries.",
     )
     fusion_weights_es: tuple[float, float] = Field(
-        default=(1.0, 1.0),
-        description="Reciprocal-rank-fusion weights (dense, sparse) for Spanish queries.",
+        default=(0.0, 1.0),
+        description="Reciprocal-rank-fusion weights (dense, sparse) for Spanish queries; the "
+        "English-only default model makes BM25 alone best (dense fills a short BM25 list).",
     )
 
     @property

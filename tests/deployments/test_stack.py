@@ -115,6 +115,12 @@ def test_stack_upload_then_status_then_search(stack: RunningStack, tmp_path: Pat
         [document] = final["result"]["documents"]
         assert document["source"] == "informe.pdf"
         assert (document["status"], document["pages"]) == ("indexed", 2)
+        status = subprocess.run(
+            [sys.executable, "-m", "core.cli", "status", accepted["task_id"], "--json"],
+            cwd=REPO, env=stack.env, capture_output=True, timeout=120, check=False,
+        )
+        assert status.returncode == 0, status.stderr.decode()[-3000:]
+        assert json.loads(status.stdout)["result"] == final["result"]
         hits = client.get("/api/search", params={"q": "¿dónde se configura Postfix?", "k": 3})
         assert hits.status_code == 200
         top = hits.json()["hits"][0]
