@@ -113,6 +113,32 @@ class Settings(BaseSettings):
         description="Public base URL of the API used in status links; unset means relative links.",
     )
 
+    api_tokens: dict[str, str] = Field(
+        default_factory=dict,
+        description="End-user bearer tokens, as a JSON object mapping token to user id.",
+    )
+    api_tokens_file: Path | None = Field(
+        default=None,
+        description="JSON file mapping token to user id, merged with OCTAVIUS_API_TOKENS "
+        "(octavius up writes one under OCTAVIUS_HOME when no token is configured).",
+    )
+    service_token: SecretStr | None = Field(
+        default=None,
+        description="Bearer token of the chat backend, which names the user in X-User-Id.",
+    )
+    rate_limit_per_minute: int = Field(
+        default=600, ge=1, description="API requests one user may make per minute."
+    )
+    rate_limit_burst: int = Field(
+        default=60, ge=1, description="Requests one user may make at once before the rate applies."
+    )
+    max_tasks_in_flight: int = Field(
+        default=20, ge=1, description="Tasks one user may have scheduled or running at once."
+    )
+    sse_keepalive_s: float = Field(
+        default=15.0, gt=0, description="Seconds between keep-alive comments on idle event streams."
+    )
+
     search_k_max: int = Field(default=50, ge=1, le=500, description="Largest k a search may ask.")
     # Defaults measured by benchmarks/fusion.py on the Debian reference question sets.
     fusion_weights_en: tuple[float, float] = Field(

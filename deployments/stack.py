@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import secrets
 import logging
 import os
 import signal
@@ -15,19 +16,23 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import httpx
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from core.settings import Settings
 
 logger = logging.getLogger(__name__)
 
 STACK_FILE = "stack.json"
+TOKENS_FILE = "api-tokens.json"
 
 
 class StackInfo(BaseModel):
     """Where a running embedded stack can be reached; written to OCTAVIUS_HOME/stack.json."""
 
     pid: int
+    api_token: str | None = Field(
+        default=None, description="Local API token written by the stack, when none is configured."
+    )
     prefect_api_url: str
     prefect_ui_url: str
     api_url: str
@@ -121,6 +126,11 @@ class Stack:
             self.echo(f"Prefect UI   {info.prefect_ui_url}")
             self.echo(f"Prefect API  {info.prefect_api_url}")
             self.echo(f"Octavius API {info.api_url}  (docs at {info.api_url}/docs)")
+            if info.api_token:
+                self.echo(
+                    f"API token    {info.api_token}  (user {self.settings.tenant}; "
+                    f"curl -H 'Authorization: Bearer {info.api_token}' ...)"
+                )
             self.echo(f"Dask         {info.dask_address}")
             self.echo("Ready. Ctrl-C stops the stack.")
             while not self._stopping.wait(1.0):
@@ -156,6 +166,7 @@ class Stack:
                 "prefect-server",
             )
             wait_healthy(f"{prefect_api_url}/health", 120, lambda: server.poll() is None)
+        token = self._ensure_token(env)
         dask_address = settings.dask_address or self._start_cluster(env)
         env["OCTAVIUS_DASK_ADDRESS"] = dask_address
         self.echo("Serving deployments and starting the API ...")
@@ -178,6 +189,7 @@ class Stack:
         wait_healthy(f"{api_url}/healthz", 120, lambda: api.poll() is None)
         info = StackInfo(
             pid=os.getpid(),
+            api_token=token,
             prefect_api_url=prefect_api_url,
             prefect_ui_url=prefect_api_url.removesuffix("/api"),
             api_url=api_url,
@@ -185,6 +197,18 @@ class Stack:
         )
         (settings.home / STACK_FILE).write_text(json.dumps(info.model_dump(), indent=2))
         return info
+
+    def _ensure_token(self, env: dict[str, str]) -> str | None:
+        """A local API token for OCTAVIUS_TENANT when no token is configured; returns it."""
+        settings = self.settings
+        if settings.api_tokens or settings.service_token or settings.api_tokens_file:
+            return None
+        path = settings.home.resolve() / TOKENS_FILE
+        if not path.exists():
+            path.touch(mode=0o600)
+            path.write_text(json.dumps({secrets.token_urlsafe(24): settings.tenant}))
+        env["OCTAVIUS_API_TOKENS_FILE"] = str(path)
+        return next(iter(json.loads(path.read_text())))
 
     def _start_cluster(self, env: dict[str, str]) -> str:
         from distributed import Client, LocalCluster

@@ -14,6 +14,15 @@ import pytest
 import pytest_asyncio
 
 REPO = Path(__file__).resolve().parents[2]
+ALICE = {"Authorization": "Bearer alice-token"}
+BOB = {"Authorization": "Bearer bob-token"}
+SERVICE_TOKEN = "service-token"
+TEST_ENV = {
+    "OCTAVIUS_HOME": "",
+    "OCTAVIUS_DASK_ADDRESS": "",
+    "OCTAVIUS_API_TOKENS": '{"alice-token": "alice", "bob-token": "bob"}',
+    "OCTAVIUS_SERVICE_TOKEN": SERVICE_TOKEN,
+}
 
 
 @pytest.fixture(scope="module")
@@ -24,9 +33,8 @@ def api_home(tmp_path_factory: pytest.TempPathFactory, dask_address: str) -> Ite
     from core.settings import get_settings
 
     home = tmp_path_factory.mktemp("api") / "home"
-    saved = {k: os.environ.get(k) for k in ("OCTAVIUS_HOME", "OCTAVIUS_DASK_ADDRESS")}
-    os.environ["OCTAVIUS_HOME"] = str(home)
-    os.environ["OCTAVIUS_DASK_ADDRESS"] = dask_address
+    saved = {k: os.environ.get(k) for k in TEST_ENV}
+    os.environ.update(TEST_ENV, OCTAVIUS_HOME=str(home), OCTAVIUS_DASK_ADDRESS=dask_address)
     get_settings.cache_clear()
     env = dict(os.environ, PREFECT_API_URL=str(PREFECT_API_URL.value()))
     env["PREFECT_RUNNER_POLL_FREQUENCY"] = "1"
@@ -82,7 +90,9 @@ async def client(api_home: Path) -> AsyncIterator[httpx.AsyncClient]:
     app = create_app()
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
+        async with httpx.AsyncClient(
+            transport=transport, base_url="http://testserver", headers=ALICE
+        ) as http:
             http.app = app  # type: ignore[attr-defined]
             yield http
 

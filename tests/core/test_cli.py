@@ -30,7 +30,9 @@ def indexed(octavius_home: Path, tmp_path: Path) -> Path:
         path = write_text(tmp_path / name, text)
         planned = PlannedDocument(
             file=SourceFile(
-                path=str(path), source=str(path), doc_id=document_id(TENANT, str(path)),
+                path=str(path),
+                source=str(path),
+                doc_id=document_id(TENANT, str(path)),
                 size=path.stat().st_size,
             ),
             content_hash="h",
@@ -44,9 +46,17 @@ def indexed(octavius_home: Path, tmp_path: Path) -> Path:
 def test_cli_eval_retrieval_prints_scores_per_mode(indexed: Path) -> None:
     questions = indexed / "q.jsonl"
     questions.write_text(
-        json.dumps({"query": "where is the DNS resolver configured", "answers": ["resolv.conf"],
-                    "document": "dns.md"}) + "\n"
-        + json.dumps({"query": "¿dónde se declara la IP fija?", "answers": ["/etc/network/interfaces"]})
+        json.dumps(
+            {
+                "query": "where is the DNS resolver configured",
+                "answers": ["resolv.conf"],
+                "document": "dns.md",
+            }
+        )
+        + "\n"
+        + json.dumps(
+            {"query": "¿dónde se declara la IP fija?", "answers": ["/etc/network/interfaces"]}
+        )
         + "\n"
     )
     result = CliRunner().invoke(app, ["eval", "retrieval", str(questions), "-k", "1", "--json"])

@@ -99,7 +99,12 @@ def test_stack_upload_then_status_then_search(stack: RunningStack, tmp_path: Pat
         ],
         title="Informe de operaciones",
     )
-    with httpx.Client(base_url=stack.api, timeout=30) as client:
+    token = json.loads((stack.home / "stack.json").read_text())["api_token"]
+    assert token, "octavius up should hand out a local API token"
+    assert stack.home.joinpath("api-tokens.json").stat().st_mode & 0o077 == 0
+    headers = {"Authorization": f"Bearer {token}"}
+    assert httpx.get(f"{stack.api}/api/search", params={"q": "x"}).status_code == 401
+    with httpx.Client(base_url=stack.api, timeout=30, headers=headers) as client:
         with pdf.open("rb") as handle:
             response = client.post(
                 "/api/documents/upload",
@@ -117,7 +122,11 @@ def test_stack_upload_then_status_then_search(stack: RunningStack, tmp_path: Pat
         assert (document["status"], document["pages"]) == ("indexed", 2)
         status = subprocess.run(
             [sys.executable, "-m", "core.cli", "status", accepted["task_id"], "--json"],
-            cwd=REPO, env=stack.env, capture_output=True, timeout=120, check=False,
+            cwd=REPO,
+            env=stack.env,
+            capture_output=True,
+            timeout=120,
+            check=False,
         )
         assert status.returncode == 0, status.stderr.decode()[-3000:]
         assert json.loads(status.stdout)["result"] == final["result"]
