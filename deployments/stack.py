@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import contextlib
 import json
-import secrets
 import logging
 import os
+import secrets
 import signal
 import subprocess
 import sys
