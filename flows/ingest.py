@@ -162,4 +162,6 @@ if __name__ != "flows.ingest":
     # Prefect loads the entrypoint "flows/ingest.py:ingest_documents" as a top-level module
     # named "ingest", which Dask workers cannot import when they unpickle the run context;
     # hand out the flow of the importable package module instead.
-    pass
+    import flows.ingest as _importable
+
+    ingest_documents = _importable.ingest_documents
