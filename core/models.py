@@ -190,6 +190,9 @@ class PlannedDocument(BaseModel):
     file: SourceFile
     content_hash: str
     version: str
+    replaces: bool = Field(
+        default=False, description="Points of an earlier version are stored and must go."
+    )
 
 
 class ChunkedDocument(BaseModel):

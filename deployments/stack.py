@@ -208,7 +208,7 @@ class Stack:
             path.touch(mode=0o600)
             path.write_text(json.dumps({secrets.token_urlsafe(24): settings.tenant}))
         env["OCTAVIUS_API_TOKENS_FILE"] = str(path)
-        return next(iter(json.loads(path.read_text())))
+        return str(next(iter(json.loads(path.read_text()))))
 
     def _start_cluster(self, env: dict[str, str]) -> str:
         from distributed import Client, LocalCluster

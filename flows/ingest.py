@@ -7,6 +7,7 @@ from collections.abc import Sequence
 
 from prefect import flow, unmapped
 from prefect.futures import PrefectFuture, as_completed
+from prefect.utilities.annotations import quote
 
 from core.dask import SettingsDaskTaskRunner
 from core.embedder import embedder_model_id
@@ -54,7 +55,8 @@ def ingest_documents(
     plan = plan_task(paths, tenant, prune, names)
     reports: list[DocumentReport] = [*plan.rejected, *plan.unchanged]
     documents = _parse(plan.to_index, tenant, progress, reports)
-    _embed_and_index(documents, tenant, progress, reports)
+    replacing = {doc.file.doc_id for doc in plan.to_index if doc.replaces}
+    _embed_and_index(documents, tenant, replacing, progress, reports)
     if plan.to_remove:
         progress.update("indexing", 0, 1, f"Removing {len(plan.to_remove)} document(s)")
         remove_documents_task(plan.to_remove, tenant)
@@ -104,6 +106,7 @@ def _empty(doc: PlannedDocument) -> Exception:
 def _embed_and_index(
     documents: Sequence[ChunkedDocument],
     tenant: str,
+    replacing: set[str],
     progress: ProgressReporter,
     reports: list[DocumentReport],
 ) -> None:
@@ -144,7 +147,10 @@ def _embed_and_index(
             missing[doc_index] -= 1
             if missing[doc_index] == 0:
                 doc = documents[doc_index]
-                index_document_task(doc, [v for v in vectors[doc_index] if v is not None], tenant)
+                whole = [v for v in vectors[doc_index] if v is not None]
+                # quote(): Prefect would otherwise walk every float looking for futures.
+                replaces = doc.doc_id in replacing
+                index_document_task(quote(doc), quote(whole), tenant, replaces)  # type: ignore[call-overload]
                 vectors[doc_index] = []
                 reports.append(indexed_report(doc))
                 indexed += 1

@@ -12,9 +12,9 @@ from prefect.client.schemas.objects import State, TaskRun
 from prefect.tasks import exponential_backoff
 
 from core.models import ChunkedDocument, ChunkPayload, Point, StoredDocument
-from core.settings import get_settings
+from core.settings import Settings, get_settings
 from core.sparse import encode_document
-from core.store import TransientStoreError, get_store
+from core.store import TransientStoreError, VectorStore, get_store
 
 _NAMESPACE = uuid.UUID("0d6f3f4e-51a5-4b8e-b1a4-6b6a8a0f6e21")
 
@@ -62,15 +62,31 @@ def build_points(
 
 
 def index_document(
-    document: ChunkedDocument, vectors: Sequence[Sequence[float]], tenant: str
+    document: ChunkedDocument,
+    vectors: Sequence[Sequence[float]],
+    tenant: str,
+    replaces: bool = True,
 ) -> int:
     """Upserts the document's new points, then deletes its older versions; returns the count."""
-    store = get_store(get_settings())
+    settings = get_settings()
+    store = get_store(settings)
     points = build_points(document, vectors, tenant)
-    store.ensure_collection(len(points[0].dense))
+    _ensure_collection_once(store, settings, len(points[0].dense))
     store.upsert(points)
-    store.delete_stale_chunks(tenant, document.doc_id, document.version)
+    if replaces:
+        store.delete_stale_chunks(tenant, document.doc_id, document.version)
     return len(points)
+
+
+_ensured: set[tuple[str, str, int]] = set()
+
+
+def _ensure_collection_once(store: VectorStore, settings: Settings, dim: int) -> None:
+    """Creates the collection on first use; later calls in this process skip the check."""
+    key = (settings.qdrant_url or str(settings.store_dir.resolve()), settings.collection, dim)
+    if key not in _ensured:
+        store.ensure_collection(dim)
+        _ensured.add(key)
 
 
 def remove_documents(documents: Sequence[StoredDocument], tenant: str) -> None:
@@ -98,9 +114,11 @@ _RETRY: dict[str, Any] = {
 
 
 @task(name="index-document", task_run_name="index {document.source}", **_RETRY)
-def index_document_task(document: ChunkedDocument, vectors: list[list[float]], tenant: str) -> int:
+def index_document_task(
+    document: ChunkedDocument, vectors: list[list[float]], tenant: str, replaces: bool
+) -> int:
     """Writes one document's points; retried when the store fails transiently."""
-    return index_document(document, vectors, tenant)
+    return index_document(document, vectors, tenant, replaces)
 
 
 @task(name="prune-documents", **_RETRY)

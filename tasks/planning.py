@@ -137,7 +137,14 @@ def plan_ingestion(
                 )
             )
             continue
-        to_index.append(PlannedDocument(file=file, content_hash=content_hash, version=version))
+        to_index.append(
+            PlannedDocument(
+                file=file,
+                content_hash=content_hash,
+                version=version,
+                replaces=previous is not None,
+            )
+        )
     present = {file.doc_id for file in files}
     to_remove = [
         doc
