@@ -32,6 +32,9 @@ def _prepare_environment() -> None:
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    # A busy two-core machine needs more than Prefect's default 20 s to start the
+    # temporary server a flow uses when no stack is up.
+    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
     stack = read_stack(settings)
     home = settings.home.resolve()
     os.environ.setdefault("PREFECT_HOME", str(home / "prefect"))
