@@ -61,6 +61,12 @@ def build_points(
     return points
 
 
+def write_order(points: Sequence[Point]) -> list[Point]:
+    """The points with chunk 0 last: the planner reads a document's version from chunk 0, so
+    a write that dies part-way leaves the document looking changed, never complete."""
+    return sorted(points, key=lambda p: p.payload.chunk_index == 0)
+
+
 def index_document(
     document: ChunkedDocument,
     vectors: Sequence[Sequence[float]],
@@ -72,7 +78,7 @@ def index_document(
     store = get_store(settings)
     points = build_points(document, vectors, tenant)
     _ensure_collection_once(store, settings, len(points[0].dense))
-    store.upsert(points)
+    store.upsert(write_order(points))
     if replaces:
         store.delete_stale_chunks(tenant, document.doc_id, document.version)
     return len(points)

@@ -127,3 +127,27 @@ def test_plan_ingestion_prunes_only_inside_given_folders(folder: Path, tmp_path:
         prune_folders=folders_of([str(folder)]),
     )
     assert [d.source for d in plan.to_remove] == [inside.source]
+
+
+def test_write_order_puts_chunk_zero_last() -> None:
+    from core.models import Chunk, ChunkedDocument, DocumentFormat
+    from tasks.indexing import build_points, write_order
+
+    chunks = [
+        Chunk(doc_id="d", chunk_index=i, text=f"chunk {i}", char_start=0, char_end=7, token_count=2)
+        for i in range(5)
+    ]
+    document = ChunkedDocument(
+        doc_id="d",
+        source="s",
+        format=DocumentFormat.TEXT,
+        content_hash="h",
+        version="v",
+        title="t",
+        language="en",
+        page_count=1,
+        chunks=chunks,
+        embed_texts=[c.text for c in chunks],
+    )
+    ordered = write_order(build_points(document, [[0.0] * 4] * 5, "t"))
+    assert [p.payload.chunk_index for p in ordered] == [1, 2, 3, 4, 0]
