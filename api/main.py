@@ -10,7 +10,10 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from prefect.client.orchestration import get_client
 
-from api.routes import documents, health, search, tasks
+from api.events import EventBroker
+from api.limits import prefect_httpx_settings
+from api.metrics import instrument
+from api.routes import documents, events, health, metrics, search, tasks
 from core.embedder import get_embedder
 from core.settings import get_settings
 
@@ -19,12 +22,14 @@ logger = logging.getLogger(__name__)
 
 @asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-    """Opens the Prefect client for the app's lifetime and warms the query embedder."""
+    """Opens the Prefect client and event broker for the app's lifetime, warms the embedder."""
     settings = get_settings()
     settings.uploads_dir.mkdir(parents=True, exist_ok=True)
     warm = asyncio.create_task(asyncio.to_thread(get_embedder, settings))
-    async with get_client() as client:
+    prefect = get_client(httpx_settings=prefect_httpx_settings())
+    async with prefect as client, EventBroker() as broker:
         app.state.prefect = client
+        app.state.events = broker
         yield
     if not warm.done():
         warm.cancel()
@@ -38,8 +43,16 @@ def create_app() -> FastAPI:
         description="Start background jobs, follow them, and search the knowledge base.",
         lifespan=lifespan,
     )
-    for router in (documents.router, tasks.router, search.router, health.router):
+    for router in (
+        documents.router,
+        tasks.router,
+        events.router,
+        search.router,
+        health.router,
+        metrics.router,
+    ):
         app.include_router(router)
+    instrument(app)
     return app
 
 

@@ -1,22 +1,66 @@
-"""Tasks as Prefect flow runs: start one from a deployment, read one back for its owner."""
+"""Tasks as Prefect flow runs: start, read, list, cancel and retry them for their owner."""
 
 from __future__ import annotations
 
-from typing import Any
+import base64
+import binascii
+import json
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any, Final
 from uuid import UUID
 
 from fastapi import HTTPException, status
 from prefect.client.orchestration import PrefectClient
-from prefect.client.schemas.objects import FlowRun
+from prefect.client.schemas.filters import (
+    ArtifactFilter,
+    ArtifactFilterFlowRunId,
+    ArtifactFilterType,
+    FlowRunFilter,
+    FlowRunFilterExpectedStartTime,
+    FlowRunFilterIdempotencyKey,
+    FlowRunFilterState,
+    FlowRunFilterStateType,
+    FlowRunFilterTags,
+)
+from prefect.client.schemas.objects import Artifact, FlowRun, StateType
+from prefect.client.schemas.responses import OrchestrationResult, SetStateStatus
+from prefect.client.schemas.sorting import ArtifactSort, FlowRunSort
 from prefect.events.filters import EventFilter, EventNameFilter, EventResourceFilter
-from prefect.exceptions import ObjectNotFound
+from prefect.exceptions import MissingResult, ObjectNotFound
+from prefect.states import AwaitingRetry, Cancelling
 from pydantic import BaseModel
 
-from api.schemas import TaskProgress, TaskStatus
+from api.schemas import TaskKind, TaskPage, TaskProgress, TaskState, TaskStatus, TaskSummary
 from deployments.names import PROGRESS_EVENT
 
-USER_TAG = "user:"
-KIND_TAG = "kind:"
+USER_TAG: Final = "user:"
+KIND_TAG: Final = "kind:"
+FINAL_STATES: Final = frozenset(
+    {StateType.COMPLETED, StateType.FAILED, StateType.CANCELLED, StateType.CRASHED}
+)
+RETRYABLE_STATES: Final = frozenset({StateType.FAILED, StateType.CRASHED})
+IDEMPOTENCY_KEY_PATTERN: Final = r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$"
+
+
+def scoped_idempotency_key(user: str, kind: str, key: str) -> str:
+    """The key Prefect stores: per user and kind, so two users' keys never meet."""
+    # User ids and kinds never contain "/", so the scoped form cannot be forged by a key.
+    return f"{user}/{kind}/{key}"
+
+
+async def find_task(client: PrefectClient, *, user: str, kind: str, key: str) -> FlowRun | None:
+    """The user's task of this kind created with the idempotency key, if any."""
+    runs = await client.read_flow_runs(
+        flow_run_filter=FlowRunFilter(
+            idempotency_key=FlowRunFilterIdempotencyKey(
+                any_=[scoped_idempotency_key(user, kind, key)]
+            ),
+            tags=FlowRunFilterTags(all_=[f"{USER_TAG}{user}"]),
+        ),
+        limit=1,
+    )
+    return runs[0] if runs else None
 
 
 async def start_task(
@@ -26,8 +70,12 @@ async def start_task(
     kind: str,
     user: str,
     parameters: dict[str, Any],
+    idempotency_key: str | None = None,
 ) -> FlowRun:
-    """Creates a flow run of the deployment, tagged with its kind and owner; never waits."""
+    """Creates a flow run of the deployment, tagged with its kind and owner; never waits.
+
+    With an idempotency key, Prefect hands back the run created earlier with the same key.
+    """
     try:
         found = await client.read_deployment_by_name(deployment)
     except ObjectNotFound as exc:
@@ -35,12 +83,17 @@ async def start_task(
             status.HTTP_503_SERVICE_UNAVAILABLE, f"deployment {deployment} is not registered"
         ) from exc
     return await client.create_flow_run_from_deployment(
-        found.id, parameters=parameters, tags=[f"{KIND_TAG}{kind}", f"{USER_TAG}{user}"]
+        found.id,
+        parameters=parameters,
+        tags=[f"{KIND_TAG}{kind}", f"{USER_TAG}{user}"],
+        idempotency_key=(
+            scoped_idempotency_key(user, kind, idempotency_key) if idempotency_key else None
+        ),
     )
 
 
 async def read_owned_run(client: PrefectClient, task_id: str, user: str) -> FlowRun:
-    """The flow run behind a task id when it belongs to the user; 404 otherwise."""
+    """The flow run behind a task id, read fresh, when it belongs to the user; 404 otherwise."""
     try:
         run = await client.read_flow_run(UUID(task_id))
     except (ValueError, ObjectNotFound) as exc:
@@ -64,25 +117,38 @@ async def read_progress(client: PrefectClient, run: FlowRun) -> TaskProgress:
     return TaskProgress.model_validate(page.events[0].payload)
 
 
+def kind_of(run: FlowRun) -> str:
+    """The task kind a flow run was tagged with."""
+    return next((t.removeprefix(KIND_TAG) for t in run.tags if t.startswith(KIND_TAG)), "unknown")
+
+
+def _error_of(run: FlowRun) -> str | None:
+    state = run.state
+    if state is not None and (state.is_failed() or state.is_crashed()):
+        return state.message or state.name
+    return None
+
+
 async def task_status(client: PrefectClient, run: FlowRun) -> TaskStatus:
     """The task view of a flow run: state, progress, result or error."""
     state = run.state
-    kind = next((t.removeprefix(KIND_TAG) for t in run.tags if t.startswith(KIND_TAG)), "unknown")
     result: dict[str, Any] | None = None
-    error: str | None = None
+    error = _error_of(run)
     progress = await read_progress(client, run)
     if state is not None and state.is_completed():
-        value = await state.aresult(raise_on_failure=False)
+        try:
+            value = await state.aresult(raise_on_failure=False)
+        except MissingResult:
+            # A run marked Completed from outside (an operator, a recovered crash) has no data.
+            value = None
         if isinstance(value, BaseModel):
             result = value.model_dump(mode="json")
         elif isinstance(value, dict):
             result = value
         progress = progress.model_copy(update={"percent": 100.0})
-    elif state is not None and (state.is_failed() or state.is_crashed()):
-        error = state.message or state.name
     return TaskStatus(
         task_id=str(run.id),
-        kind=kind,
+        kind=kind_of(run),
         state=state.type.value if state else "PENDING",
         state_name=state.name if state else "Pending",
         progress=progress,
@@ -91,3 +157,162 @@ async def task_status(client: PrefectClient, run: FlowRun) -> TaskStatus:
         created=run.created,
         updated=run.updated,
     )
+
+
+class _Cursor(BaseModel):
+    """Where a page ended: the last expected start time and the ids already given at it."""
+
+    t: datetime
+    x: list[UUID]
+
+
+def encode_cursor(cursor: _Cursor) -> str:
+    """An opaque, URL-safe form of a cursor."""
+    return base64.urlsafe_b64encode(cursor.model_dump_json().encode()).decode().rstrip("=")
+
+
+def decode_cursor(text: str) -> _Cursor:
+    """The cursor behind its opaque form; ValueError when encode_cursor did not make it."""
+    try:
+        raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+        return _Cursor.model_validate(json.loads(raw))
+    except (binascii.Error, ValueError) as exc:
+        raise ValueError("malformed cursor: pass next_cursor of the previous page") from exc
+
+
+def check_cursor(text: str | None) -> str | None:
+    """A query-parameter validator: the cursor unchanged when it decodes, else ValueError."""
+    if text is not None:
+        decode_cursor(text)
+    return text
+
+
+async def _latest_progress(client: PrefectClient, runs: Sequence[FlowRun]) -> dict[UUID, Artifact]:
+    """The newest progress artifact of each run, read in one query."""
+    if not runs:
+        return {}
+    artifacts = await client.read_artifacts(
+        artifact_filter=ArtifactFilter(
+            type=ArtifactFilterType(any_=["progress"]),
+            flow_run_id=ArtifactFilterFlowRunId(any_=[run.id for run in runs]),
+        ),
+        sort=ArtifactSort.CREATED_DESC,
+        limit=4 * len(runs),
+    )
+    latest: dict[UUID, Artifact] = {}
+    for artifact in artifacts:
+        if artifact.flow_run_id is not None:
+            latest.setdefault(artifact.flow_run_id, artifact)
+    return latest
+
+
+def _summary(run: FlowRun, artifact: Artifact | None) -> TaskSummary:
+    state = run.state
+    progress = TaskProgress()
+    if artifact is not None and isinstance(artifact.data, int | float):
+        progress = TaskProgress(percent=float(artifact.data), message=artifact.description)
+    if state is not None and state.is_completed():
+        progress = progress.model_copy(update={"percent": 100.0})
+    return TaskSummary(
+        task_id=str(run.id),
+        kind=kind_of(run),
+        state=state.type.value if state else "PENDING",
+        state_name=state.name if state else "Pending",
+        progress=progress,
+        error=_error_of(run),
+        created=run.created,
+        updated=run.updated,
+    )
+
+
+async def list_tasks(
+    client: PrefectClient,
+    user: str,
+    *,
+    kinds: Sequence[TaskKind] = (),
+    states: Sequence[TaskState] = (),
+    limit: int = 20,
+    cursor: str | None = None,
+) -> TaskPage:
+    """The user's tasks, newest first, one page; results are never read.
+
+    Newest means the latest expected start time: for a task the API started, the moment it
+    was created, since the API never schedules for later. The cursor is keyset-based, so
+    tasks created while a client pages through never shift or repeat a page.
+    """
+    after = decode_cursor(cursor) if cursor else None
+    flow_run_filter = FlowRunFilter(
+        tags=FlowRunFilterTags(
+            all_=[f"{USER_TAG}{user}"],
+            any_=[f"{KIND_TAG}{kind}" for kind in kinds] if kinds else None,
+        ),
+        state=(
+            FlowRunFilterState(type=FlowRunFilterStateType(any_=[StateType(s) for s in states]))
+            if states
+            else None
+        ),
+        expected_start_time=(
+            FlowRunFilterExpectedStartTime(before_=after.t) if after is not None else None
+        ),
+    )
+    skip = set(after.x) if after is not None else set()
+    runs = await client.read_flow_runs(
+        flow_run_filter=flow_run_filter,
+        sort=FlowRunSort.EXPECTED_START_TIME_DESC,
+        limit=limit + len(skip) + 1,
+    )
+    runs = [run for run in runs if run.id not in skip]
+    page, more = runs[:limit], len(runs) > limit
+    next_cursor = None
+    if more and page and page[-1].expected_start_time is not None:
+        last = page[-1].expected_start_time
+        same = [run.id for run in page if run.expected_start_time == last]
+        if after is not None and after.t == last:
+            same = [*after.x, *same]
+        next_cursor = encode_cursor(_Cursor(t=last, x=same))
+    progress = await _latest_progress(client, page)
+    return TaskPage(
+        items=[_summary(run, progress.get(run.id)) for run in page], next_cursor=next_cursor
+    )
+
+
+async def cancel_task(client: PrefectClient, run: FlowRun) -> None:
+    """Asks Prefect to cancel the run, as `prefect flow-run cancel` does; 409 when final.
+
+    A scheduled run with no process yet goes straight to CANCELLED (Prefect's server does
+    that); a running one goes to CANCELLING and its runner or worker kills it.
+    """
+    if run.state is None or run.state.type in FINAL_STATES:
+        raise HTTPException(status.HTTP_409_CONFLICT, _already(run, "cancelled"))
+    result: OrchestrationResult[Any] = await client.set_flow_run_state(
+        run.id, Cancelling(message="Cancelled by its owner")
+    )
+    if result.status == SetStateStatus.ABORT:
+        raise HTTPException(
+            status.HTTP_409_CONFLICT, f"task cannot be cancelled: {_reason(result)}"
+        )
+
+
+async def retry_task(client: PrefectClient, run: FlowRun) -> None:
+    """Schedules the same failed or crashed run again, as the Prefect UI's Retry does; else 409.
+
+    Task results that persisted (parsing, embedding) come back from the cache.
+    """
+    if run.state is None or run.state.type not in RETRYABLE_STATES:
+        raise HTTPException(status.HTTP_409_CONFLICT, _already(run, "retried"))
+    if run.deployment_id is None:
+        raise HTTPException(status.HTTP_409_CONFLICT, "task has no deployment to run it again")
+    result: OrchestrationResult[Any] = await client.set_flow_run_state(
+        run.id, AwaitingRetry(message="Retried by its owner"), force=True
+    )
+    if result.status == SetStateStatus.ABORT:
+        raise HTTPException(status.HTTP_409_CONFLICT, f"task cannot be retried: {_reason(result)}")
+
+
+def _reason(result: OrchestrationResult[Any]) -> str:
+    return getattr(result.details, "reason", None) or result.status.value
+
+
+def _already(run: FlowRun, action: str) -> str:
+    state = run.state.type.value if run.state else "unknown"
+    return f"task is {state} and cannot be {action}"

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
@@ -40,6 +40,48 @@ class TaskStatus(BaseModel):
     error: str | None = None
     created: datetime | None
     updated: datetime | None
+
+
+TaskState = Literal[
+    "SCHEDULED",
+    "PENDING",
+    "RUNNING",
+    "COMPLETED",
+    "FAILED",
+    "CANCELLED",
+    "CRASHED",
+    "PAUSED",
+    "CANCELLING",
+]
+"""Prefect's state types, the values a task's `state` takes."""
+
+TaskKind = Literal["ingest", "audit", "research"]
+"""Kinds of background task the API starts."""
+
+
+class TaskSummary(BaseModel):
+    """One task in a listing: a task status without the result."""
+
+    task_id: str
+    kind: str
+    state: str = Field(description="Prefect state type, passed through (COMPLETED, FAILED, ...).")
+    state_name: str = Field(description="Prefect state name (Running, Retrying, Cached, ...).")
+    progress: TaskProgress = Field(
+        description="Percent and message of the latest progress; stage, done and total are "
+        "only filled by GET /api/tasks/{task_id}."
+    )
+    error: str | None = None
+    created: datetime | None
+    updated: datetime | None
+
+
+class TaskPage(BaseModel):
+    """Answer of GET /api/tasks: the caller's tasks, newest first."""
+
+    items: list[TaskSummary]
+    next_cursor: str | None = Field(
+        description="Pass as `cursor` to read the next page; null on the last page."
+    )
 
 
 class SearchHitPublic(BaseModel):

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import shutil
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, HTTPException, Request, Response, status
+from fastapi import APIRouter, Header, HTTPException, Request, Response, status
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 
-from api.deps import CurrentUser, PrefectDep, SettingsDep
-from api.prefect_tasks import start_task
+from api.deps import CurrentUser, PrefectDep, SettingsDep, TaskSlot
+from api.prefect_tasks import IDEMPOTENCY_KEY_PATTERN, find_task, start_task
 from api.schemas import TaskAccepted
 from api.uploads import check_suffix, new_upload_dir, safe_name, save_upload
 from deployments.names import INGEST
@@ -65,8 +65,23 @@ async def upload_documents(
     settings: SettingsDep,
     client: PrefectDep,
     user: CurrentUser,
+    _slot: TaskSlot,
+    idempotency_key: Annotated[
+        str | None,
+        Header(
+            pattern=IDEMPOTENCY_KEY_PATTERN,
+            description="Repeating a key (1-128 letters, digits or _.:-) returns the task "
+            "the first request started instead of starting another.",
+        ),
+    ] = None,
 ) -> TaskAccepted:
     """Saves one or more files and starts their ingestion; answers at once with the task id."""
+    if idempotency_key is not None:
+        earlier = await find_task(client, user=user, kind="ingest", key=idempotency_key)
+        if earlier is not None:
+            accepted = task_links(request, str(earlier.id), settings.api_base_url)
+            response.headers["Location"] = accepted.status_url
+            return accepted
     max_file = int(settings.max_file_mb * 2**20)
     length = request.headers.get("content-length")
     if length is None or not length.isdigit():
@@ -112,10 +127,14 @@ async def upload_documents(
             kind="ingest",
             user=user,
             parameters={"paths": list(paths), "tenant": user, "names": paths},
+            idempotency_key=idempotency_key,
         )
     except Exception:
         shutil.rmtree(folder, ignore_errors=True)
         raise
+    if run.parameters.get("paths") != list(paths):
+        # A concurrent request with the same key won: its run ingests its own copy.
+        shutil.rmtree(folder, ignore_errors=True)
     accepted = task_links(request, str(run.id), settings.api_base_url)
     response.headers["Location"] = accepted.status_url
     return accepted

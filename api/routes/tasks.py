@@ -1,20 +1,89 @@
-"""Reading tasks back."""
+"""The caller's tasks: list, read, cancel, retry."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from typing import Annotated, Any
 
-from api.deps import CurrentUser, PrefectDep
-from api.prefect_tasks import read_owned_run, task_status
-from api.schemas import TaskStatus
+from fastapi import APIRouter, Query, Request, Response, status
+from pydantic import AfterValidator
+
+from api.deps import CurrentUser, PrefectDep, SettingsDep
+from api.prefect_tasks import (
+    cancel_task,
+    check_cursor,
+    list_tasks,
+    read_owned_run,
+    retry_task,
+    task_status,
+)
+from api.routes.documents import task_links
+from api.schemas import TaskAccepted, TaskKind, TaskPage, TaskState, TaskStatus
 
 router = APIRouter(prefix="/api/tasks", tags=["tasks"])
 
+_NOT_FOUND: dict[int | str, dict[str, Any]] = {
+    404: {"description": "No such task (or another user's)"}
+}
 
-@router.get(
-    "/{task_id}", response_model=TaskStatus, responses={404: {"description": "No such task"}}
-)
+
+@router.get("", response_model=TaskPage)
+async def get_tasks(
+    client: PrefectDep,
+    user: CurrentUser,
+    kind: Annotated[list[TaskKind] | None, Query(description="Only these kinds.")] = None,
+    state: Annotated[
+        list[TaskState] | None, Query(description="Only these Prefect state types.")
+    ] = None,
+    limit: Annotated[int, Query(ge=1, le=100, description="Tasks per page.")] = 20,
+    cursor: Annotated[
+        str | None,
+        Query(max_length=4096, description="next_cursor of the previous page."),
+        AfterValidator(check_cursor),
+    ] = None,
+) -> TaskPage:
+    """The caller's tasks, newest first, without results."""
+    return await list_tasks(
+        client, user, kinds=kind or (), states=state or (), limit=limit, cursor=cursor
+    )
+
+
+@router.get("/{task_id}", response_model=TaskStatus, responses=_NOT_FOUND)
 async def get_task(task_id: str, client: PrefectDep, user: CurrentUser) -> TaskStatus:
     """State, progress and, when done, the result of one of the caller's tasks."""
     run = await read_owned_run(client, task_id, user)
     return await task_status(client, run)
+
+
+@router.delete(
+    "/{task_id}",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=TaskStatus,
+    responses={**_NOT_FOUND, 409: {"description": "The task already ended"}},
+)
+async def cancel(task_id: str, client: PrefectDep, user: CurrentUser) -> TaskStatus:
+    """Cancels a scheduled or running task; answers its state (CANCELLING or CANCELLED)."""
+    run = await read_owned_run(client, task_id, user)
+    await cancel_task(client, run)
+    return await task_status(client, await read_owned_run(client, task_id, user))
+
+
+@router.post(
+    "/{task_id}/retry",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=TaskAccepted,
+    responses={**_NOT_FOUND, 409: {"description": "The task is not failed or crashed"}},
+)
+async def retry(
+    task_id: str,
+    request: Request,
+    response: Response,
+    client: PrefectDep,
+    settings: SettingsDep,
+    user: CurrentUser,
+) -> TaskAccepted:
+    """Runs a failed or crashed task again under the same id, reusing its cached steps."""
+    run = await read_owned_run(client, task_id, user)
+    await retry_task(client, run)
+    accepted = task_links(request, str(run.id), settings.api_base_url)
+    response.headers["Location"] = accepted.status_url
+    return accepted

@@ -1,0 +1,71 @@
+"""A task's progress and state changes as Server-Sent Events."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Header, Request
+from sse_starlette import EventSourceResponse, ServerSentEvent
+
+from api.deps import CurrentUser, PrefectDep, SettingsDep
+from api.events import EventBroker, Overflow, RunEvent, follow_run
+from api.prefect_tasks import read_owned_run
+
+router = APIRouter(prefix="/api/tasks", tags=["tasks"])
+
+
+def _broker(request: Request) -> EventBroker:
+    broker: EventBroker = request.app.state.events
+    return broker
+
+
+BrokerDep = Annotated[EventBroker, Depends(_broker)]
+
+_STREAM_DOC = (
+    "`text/event-stream`. Each message: `id` (the Prefect event id), `event` (`progress` with "
+    "`{stage, done, total, percent, message}`, or `state` with `{state, state_name, message?}`), "
+    "`data` (JSON). The stream ends after the final state (COMPLETED, FAILED, CRASHED, "
+    "CANCELLED). `Last-Event-ID` resumes after that event. A reader too slow to keep up gets "
+    "`event: overflow` and the stream closes; reconnecting with `Last-Event-ID` resumes."
+)
+
+
+def _ping() -> ServerSentEvent:
+    return ServerSentEvent(comment="ping")
+
+
+async def _messages(events: AsyncIterator[RunEvent | Overflow]) -> AsyncIterator[ServerSentEvent]:
+    async for event in events:
+        if isinstance(event, Overflow):
+            yield ServerSentEvent(data=json.dumps({"detail": event.detail}), event="overflow")
+        else:
+            yield ServerSentEvent(data=event.to_json(), event=event.kind, id=event.id)
+
+
+@router.get(
+    "/{task_id}/events",
+    response_class=EventSourceResponse,
+    responses={
+        200: {"content": {"text/event-stream": {}}, "description": _STREAM_DOC},
+        404: {"description": "No such task"},
+    },
+)
+async def task_events(
+    task_id: str,
+    client: PrefectDep,
+    broker: BrokerDep,
+    settings: SettingsDep,
+    user: CurrentUser,
+    last_event_id: Annotated[
+        str | None, Header(description="Resume after this event (sent by EventSource).")
+    ] = None,
+) -> EventSourceResponse:
+    """Progress and state changes of one of the caller's tasks, as they happen, until final."""
+    run = await read_owned_run(client, task_id, user)
+    return EventSourceResponse(
+        _messages(follow_run(client, broker, str(run.id), last_event_id)),
+        ping=settings.sse_keepalive_s,
+        ping_message_factory=_ping,
+    )

@@ -1,0 +1,426 @@
+"""Task API latency and throughput under 100 concurrent clients, against `octavius up`.
+
+Run: .venv/bin/python benchmarks/api.py [--clients 100] [--timeout 1800]
+
+Starts the embedded stack (`octavius up`) as a subprocess in a temporary OCTAVIUS_HOME on free
+loopback ports, reads its API token from OCTAVIUS_HOME/stack.json, runs one ingestion end to end
+as a warm-up, then, with N concurrent clients (one httpx.AsyncClient and connection each):
+1. baseline: each client sends 5 GET /healthz at once with the others (idle stack);
+2. each client uploads one small, distinct, real document (Markdown, or a two-page PDF for
+   every fourth client) at the same moment: POST /api/documents/upload latency, target p99 of
+   the 202 under 100 ms;
+3. each client polls its task with GET /api/tasks/{id} once a second, with a GET /healthz beside
+   each poll as the baseline under the same load, until every task is final: the time until all
+   are final, and how many COMPLETED, FAILED, ended otherwise, or were lost (an id that answered
+   202 but cannot be read or never ends). Every task must be COMPLETED with its document indexed.
+Percentiles are nearest-rank; with 100 uploads, p99 is the second slowest.
+
+Per-user limits: every client acts as the stack's one local user (the token in stack.json), so
+the stack is started with OCTAVIUS_RATE_LIMIT_PER_MINUTE, OCTAVIUS_RATE_LIMIT_BURST and
+OCTAVIUS_MAX_TASKS_IN_FLIGHT raised far above what the run needs: no request is refused, while
+the limiter's own checks still run on every request, as in production.
+
+Flow-run processes: `deployments/serve.py` calls serve() without a limit, so the embedded
+stack starts every scheduled run at once, one process each (about 110 MB; 100 uploads make
+about 100 processes on this machine's 2 cores). By default the run gives the served
+`ingest-documents/default` deployment the concurrency limit prefect.yaml declares for it (4),
+through Prefect's API, with Prefect's wait before a run retries for a slot cut from 30 s to
+PREFECT_SERVER_DEPLOYMENTS_CONCURRENCY_SLOT_WAIT_SECONDS=5; `--run-limit 0` measures the stack
+as shipped. The peak number of flow-run processes and their memory are printed either way.
+
+The stack is stopped with SIGINT (as Ctrl-C does) at the end and on any error; the temporary
+folder is removed after a clean run and kept, with the stack's logs, after a failed one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import math
+import os
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Awaitable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from deployments.names import INGEST  # noqa: E402
+from tests.docgen import make_pdf  # noqa: E402
+from tests.processes import alive, descendants, free_port  # noqa: E402
+
+FINAL = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
+TARGET_UPLOAD_P99_S = 0.100
+REQUEST_TIMEOUT_S = 60.0
+_VOCABULARY = (
+    "backup rotation keeps seven daily snapshots of the database while the mail server relays "
+    "messages through postfix and the resolver reads its configuration from the network file "
+    "red servidor copia seguridad correo archivo configuración usuario disco cuota registro "
+    "kernel swap memory process scheduler firewall route interface package mirror release"
+)
+
+
+@dataclass
+class Samples:
+    """Latencies of one kind of request, in seconds, and the status codes seen."""
+
+    latencies: list[float] = field(default_factory=list)
+    statuses: dict[int, int] = field(default_factory=dict)
+
+    def add(self, seconds: float, status: int) -> None:
+        """Records one answered request."""
+        self.latencies.append(seconds)
+        self.statuses[status] = self.statuses.get(status, 0) + 1
+
+    def percentile(self, q: float) -> float:
+        """Nearest-rank percentile, in seconds."""
+        ordered = sorted(self.latencies)
+        return ordered[max(0, math.ceil(q * len(ordered)) - 1)]
+
+    def line(self, label: str) -> str:
+        """One printed line: count, p50/p95/p99/max in ms and the status codes."""
+        if not self.latencies:
+            return f"{label:<58} no samples"
+        ms = [1000 * self.percentile(q) for q in (0.5, 0.95, 0.99, 1.0)]
+        codes = ", ".join(f"{code}: {n}" for code, n in sorted(self.statuses.items()))
+        return (
+            f"{label:<58} n={len(self.latencies):<5} p50 {ms[0]:7.1f}  p95 {ms[1]:7.1f}  "
+            f"p99 {ms[2]:7.1f}  max {ms[3]:7.1f} ms  ({codes})"
+        )
+
+
+def make_documents(folder: Path, count: int) -> list[tuple[str, bytes, str]]:
+    """Small distinct documents: Markdown, and a two-page PDF for every fourth one."""
+    folder.mkdir(parents=True)
+    documents = []
+    for i in range(count):
+        rng = random.Random(i)
+        paragraphs = [
+            " ".join(rng.choices(_VOCABULARY.split(), k=70)) + f" Documento {i}." for _ in range(3)
+        ]
+        if i % 4 == 3:
+            path = make_pdf(
+                folder / f"informe-{i}.pdf",
+                [[f"# Informe {i}", paragraphs[0]], [paragraphs[1], paragraphs[2]]],
+                title=f"Informe {i}",
+            )
+            documents.append((path.name, path.read_bytes(), "application/pdf"))
+        else:
+            text = f"# Notes {i}\n\n" + "\n\n".join(paragraphs) + "\n"
+            documents.append((f"notes-{i}.md", text.encode(), "text/markdown"))
+    return documents
+
+
+def stack_environment(home: Path) -> dict[str, str]:
+    """A newcomer's environment for `octavius up`, on free ports, with the limits raised."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "OCTAVIUS_"))}
+    env.update(
+        {
+            "OCTAVIUS_HOME": str(home),
+            "OCTAVIUS_API_PORT": str(free_port()),
+            "OCTAVIUS_PREFECT_PORT": str(free_port()),
+            "OCTAVIUS_RATE_LIMIT_PER_MINUTE": "1000000",
+            "OCTAVIUS_RATE_LIMIT_BURST": "100000",
+            "OCTAVIUS_MAX_TASKS_IN_FLIGHT": "100000",
+            "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+            "PREFECT_SERVER_DEPLOYMENTS_CONCURRENCY_SLOT_WAIT_SECONDS": "5",
+        }
+    )
+    return env
+
+
+async def limit_runs(prefect_api_url: str, limit: int, timeout_s: float) -> None:
+    """Gives the served ingestion deployment a concurrency limit, once serve() registered it."""
+    deadline = time.monotonic() + timeout_s
+    async with httpx.AsyncClient(base_url=prefect_api_url, timeout=30) as prefect:
+        while (found := await prefect.get(f"/deployments/name/{INGEST}")).status_code == 404:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{INGEST} not registered after {timeout_s:.0f} s")
+            await asyncio.sleep(1)
+        found.raise_for_status()
+        updated = await prefect.patch(
+            f"/deployments/{found.json()['id']}", json={"concurrency_limit": limit}
+        )
+        updated.raise_for_status()
+
+
+@dataclass
+class FlowProcesses:
+    """The most flow-run processes of the stack seen at once, and their memory then."""
+
+    peak: int = 0
+    peak_rss_mb: float = 0.0
+
+    def sample(self, stack_pid: int) -> None:
+        """Counts the stack's flow-run processes now (read from /proc)."""
+        count, rss = 0, 0
+        for pid in descendants(stack_pid):
+            try:
+                if b"prefect.engine" not in Path(f"/proc/{pid}/cmdline").read_bytes():
+                    continue
+                rss += int(Path(f"/proc/{pid}/statm").read_text().split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            count += 1
+        if count > self.peak:
+            self.peak, self.peak_rss_mb = count, rss * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+    async def watch(self, stack_pid: int, interval_s: float = 2.0) -> None:
+        """Samples until cancelled."""
+        while True:
+            await asyncio.to_thread(self.sample, stack_pid)
+            await asyncio.sleep(interval_s)
+
+
+def wait_for_stack(process: subprocess.Popen[bytes], home: Path, timeout_s: float) -> dict:
+    """The stack's stack.json once `octavius up` has written it."""
+    deadline = time.monotonic() + timeout_s
+    path = home / "stack.json"
+    while not path.exists():
+        if process.poll() is not None:
+            raise RuntimeError(f"octavius up exited with {process.returncode}")
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"stack not up after {timeout_s:.0f} s")
+        time.sleep(1)
+    return json.loads(path.read_text())
+
+
+def stop_stack(process: subprocess.Popen[bytes]) -> None:
+    """Ctrl-C for `octavius up`; anything it leaves behind is killed by process id."""
+    children = descendants(process.pid)
+    if process.poll() is None:
+        process.send_signal(signal.SIGINT)
+        try:
+            process.wait(timeout=90)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+    deadline = time.monotonic() + 10
+    while any(alive(pid) for pid in children) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    for pid in children:
+        if alive(pid):
+            print(f"killing leftover stack process {pid}", file=sys.stderr)
+            os.kill(pid, signal.SIGKILL)
+
+
+async def timed(samples: Samples, request: Awaitable[httpx.Response]) -> httpx.Response:
+    """Awaits a request, recording its latency and status."""
+    started = time.perf_counter()
+    response = await request
+    samples.add(time.perf_counter() - started, response.status_code)
+    return response
+
+
+async def upload(client: httpx.AsyncClient, document: tuple[str, bytes, str]) -> httpx.Response:
+    """Starts the ingestion of one document."""
+    return await client.post("/api/documents/upload", files=[("files", document)])
+
+
+async def warm_up(
+    client: httpx.AsyncClient, document: tuple[str, bytes, str], timeout_s: float
+) -> float:
+    """One ingestion end to end, once the deployment is served; returns its seconds."""
+    started = time.monotonic()
+    deadline = started + timeout_s
+    while (response := await upload(client, document)).status_code == 503:
+        if time.monotonic() > deadline:
+            break
+        await asyncio.sleep(1)  # the deployment is registered a moment after the API answers
+    if response.status_code != 202:
+        raise RuntimeError(f"warm-up upload answered {response.status_code}: {response.text}")
+    status_url = response.json()["status_url"]
+    while time.monotonic() < deadline:
+        body = (await client.get(status_url)).json()
+        if body["state"] in FINAL:
+            if body["state"] != "COMPLETED":
+                raise RuntimeError(f"warm-up ingestion ended {body['state']}: {body['error']}")
+            return time.monotonic() - started
+        await asyncio.sleep(1)
+    raise TimeoutError("warm-up ingestion not final in time")
+
+
+@dataclass
+class Outcome:
+    """How one client's task ended."""
+
+    state: str = "lost"
+    seconds: float | None = None
+    indexed: bool = False
+    detail: str = ""
+
+
+async def follow(
+    client: httpx.AsyncClient,
+    task_id: str,
+    submitted: float,
+    gets: Samples,
+    health: Samples,
+    interval_s: float,
+    deadline: float,
+    rng: random.Random,
+) -> Outcome:
+    """Polls one task until it is final, timing each GET and a /healthz beside it."""
+    outcome = Outcome()
+    await asyncio.sleep(rng.uniform(0, interval_s))
+    while time.monotonic() < deadline:
+        try:
+            response = await timed(gets, client.get(f"/api/tasks/{task_id}"))
+            await timed(health, client.get("/healthz"))
+        except httpx.HTTPError as exc:
+            outcome.detail = f"{type(exc).__name__}: {exc}"
+            await asyncio.sleep(interval_s)
+            continue
+        if response.status_code != 200:
+            outcome.detail = f"GET answered {response.status_code}: {response.text[:200]}"
+            await asyncio.sleep(interval_s)
+            continue
+        body = response.json()
+        if body["state"] in FINAL:
+            documents = (body.get("result") or {}).get("documents") or []
+            outcome.state = body["state"]
+            outcome.seconds = time.perf_counter() - submitted
+            outcome.indexed = [d.get("status") for d in documents] == ["indexed"]
+            outcome.detail = body.get("error") or ""
+            return outcome
+        outcome.state, outcome.detail = "unfinished", body["state"]
+        await asyncio.sleep(interval_s)
+    return outcome
+
+
+async def measure(info: dict, stack_pid: int, documents: list, args: argparse.Namespace) -> bool:
+    """Runs the three phases and prints their figures; True when every task completed."""
+    if args.run_limit:
+        await limit_runs(info["prefect_api_url"], args.run_limit, args.timeout)
+    headers = {"Authorization": f"Bearer {info['api_token']}"}
+    timeout = httpx.Timeout(REQUEST_TIMEOUT_S)
+    clients = [
+        httpx.AsyncClient(base_url=info["api_url"], headers=headers, timeout=timeout)
+        for _ in range(args.clients)
+    ]
+    processes = FlowProcesses()
+    watcher = asyncio.create_task(processes.watch(stack_pid))
+    try:
+        warm_s = await warm_up(clients[0], documents[-1], args.timeout)
+        print(f"warm-up: one ingestion end to end in {warm_s:.1f} s")
+        await asyncio.gather(*(client.get("/healthz") for client in clients))
+
+        idle = Samples()
+
+        async def baseline(client: httpx.AsyncClient) -> None:
+            for _ in range(args.baseline_rounds):
+                await timed(idle, client.get("/healthz"))
+
+        await asyncio.gather(*(baseline(client) for client in clients))
+
+        uploads = Samples()
+        submitted = time.perf_counter()
+        responses = await asyncio.gather(
+            *(
+                timed(uploads, upload(client, document))
+                for client, document in zip(clients, documents, strict=False)
+            )
+        )
+        burst_s = time.perf_counter() - submitted
+        task_ids = [r.json()["task_id"] if r.status_code == 202 else None for r in responses]
+
+        gets, health = Samples(), Samples()
+        deadline = time.monotonic() + args.timeout
+        rng = random.Random(0)
+        outcomes = await asyncio.gather(
+            *(
+                follow(client, task_id, submitted, gets, health, args.interval, deadline, rng)
+                for client, task_id in zip(clients, task_ids, strict=True)
+                if task_id is not None
+            )
+        )
+    finally:
+        watcher.cancel()
+        await asyncio.gather(*(client.aclose() for client in clients))
+
+    n = args.clients
+    print(idle.line(f"baseline GET /healthz, idle ({n} clients x {args.baseline_rounds})"))
+    print(uploads.line(f"POST /api/documents/upload ({n} at once)"))
+    p99 = uploads.percentile(0.99)
+    verdict = "MET" if p99 < TARGET_UPLOAD_P99_S else "MISSED"
+    print(
+        f"{'':<58} all {n} answered within {1000 * burst_s:.0f} ms; target p99 of the 202 "
+        f"< {1000 * TARGET_UPLOAD_P99_S:.0f} ms: {verdict} ({1000 * p99:.1f} ms)"
+    )
+    print(gets.line(f"GET /api/tasks/{{id}} ({n} pollers, 1/s, while ingesting)"))
+    print(health.line("baseline GET /healthz beside each poll"))
+
+    counts: dict[str, int] = {}
+    for outcome in outcomes:
+        counts[outcome.state] = counts.get(outcome.state, 0) + 1
+    refused = sum(1 for task_id in task_ids if task_id is None)
+    if refused:
+        counts["refused"] = refused
+    finished = [o.seconds for o in outcomes if o.seconds is not None]
+    not_indexed = [o for o in outcomes if o.state == "COMPLETED" and not o.indexed]
+    ok = counts.get("COMPLETED", 0) == n and not not_indexed
+    summary = ", ".join(f"{state} {count}" for state, count in sorted(counts.items()))
+    print(
+        f"ingestion of {n} tasks submitted at once: all final after "
+        f"{max(finished) if finished else float('nan'):.1f} s (first {min(finished, default=0):.1f}"
+        f" s; polled each {args.interval:g} s): {summary}; completed without an indexed "
+        f"document: {len(not_indexed)} -> {'OK' if ok else 'FAILED'}"
+    )
+    limit = f"deployment concurrency limit {args.run_limit}" if args.run_limit else "no limit"
+    print(
+        f"flow-run processes ({limit}): at most {processes.peak} at once, "
+        f"{processes.peak_rss_mb:.0f} MB resident then"
+    )
+    for outcome in outcomes:
+        if outcome.state != "COMPLETED" or not outcome.indexed:
+            print(f"  {outcome.state}: {outcome.detail}")
+    return ok
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--clients", type=int, default=100, help="concurrent clients")
+    parser.add_argument("--baseline-rounds", type=int, default=5, help="GET /healthz per client")
+    parser.add_argument("--interval", type=float, default=1.0, help="seconds between polls")
+    parser.add_argument("--timeout", type=float, default=1800, help="seconds for ingestion")
+    parser.add_argument(
+        "--run-limit", type=int, default=4, help="ingestion runs at once; 0: as shipped (none)"
+    )
+    args = parser.parse_args()
+
+    work = Path(tempfile.mkdtemp(prefix="octavius-bench-api-"))
+    home = work / "home"
+    documents = make_documents(work / "documents", args.clients + 1)
+    env = stack_environment(home)
+    log = (work / "up.log").open("wb")
+    started = time.monotonic()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "core.cli", "up"], cwd=REPO, env=env, stdout=log, stderr=log
+    )
+    ok = False
+    try:
+        info = wait_for_stack(process, home, 300)
+        print(f"stack up in {time.monotonic() - started:.1f} s at {info['api_url']}")
+        ok = asyncio.run(measure(info, process.pid, documents, args))
+    finally:
+        stop_stack(process)
+        log.close()
+        if ok:
+            shutil.rmtree(work, ignore_errors=True)
+        else:
+            print(f"kept {work} (logs: up.log, home/logs/)", file=sys.stderr)
+    sys.exit(0 if ok else 1)
+
+
+if __name__ == "__main__":
+    main()

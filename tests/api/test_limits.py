@@ -1,0 +1,280 @@
+"""Per-user limits: request rate and tasks in flight, in one API process and across two."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import uuid
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from fastapi import HTTPException
+from prefect.client.orchestration import PrefectClient
+from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterTags
+from prefect.states import Scheduled
+
+from api.limits import TASKS_RETRY_AFTER_S, count_in_flight, task_slot
+from core.settings import Settings, get_settings
+from deployments.names import INGEST
+from deployments.stack import wait_healthy
+from tests.api.conftest import REPO, SERVICE_TOKEN
+from tests.processes import free_port
+
+asyncio_test = pytest.mark.asyncio(loop_scope="session")
+ZERO_TASK = f"/api/tasks/{uuid.UUID(int=0)}"
+
+
+def _new_user(prefix: str) -> str:
+    """A user nobody else uses, so limits never leak between tests."""
+    return f"{prefix}-{uuid.uuid4().hex[:12]}"
+
+
+def _as(user: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {SERVICE_TOKEN}", "X-User-Id": user}
+
+
+@pytest.fixture
+def configure(client: httpx.AsyncClient) -> Iterator[Callable[..., None]]:
+    """Sets the app's settings for one test (the environment's, with the given overrides)."""
+
+    def apply(**values: Any) -> None:
+        settings = Settings(**values)
+        client.app.dependency_overrides[get_settings] = lambda: settings  # type: ignore[attr-defined]
+
+    yield apply
+    client.app.dependency_overrides.clear()  # type: ignore[attr-defined]
+
+
+def _prefect(client: httpx.AsyncClient) -> PrefectClient:
+    prefect: PrefectClient = client.app.state.prefect  # type: ignore[attr-defined]
+    return prefect
+
+
+async def _upload(client: httpx.AsyncClient, user: str) -> httpx.Response:
+    return await client.post(
+        "/api/documents/upload",
+        files=[("files", ("limits.txt", b"Rate limits keep the service fair.", "text/plain"))],
+        headers=_as(user),
+    )
+
+
+async def _future_run(prefect: PrefectClient, user: str) -> uuid.UUID:
+    """A task of the user that stays SCHEDULED (due tomorrow), as a queued task does."""
+    deployment = await prefect.read_deployment_by_name(INGEST)
+    run = await prefect.create_flow_run_from_deployment(
+        deployment.id,
+        parameters={"paths": [], "tenant": user, "names": {}},
+        tags=["kind:ingest", f"user:{user}"],
+        state=Scheduled(scheduled_time=datetime.now(UTC) + timedelta(days=1)),
+    )
+    return run.id
+
+
+async def _runs_of(prefect: PrefectClient, user: str) -> list[uuid.UUID]:
+    runs = await prefect.read_flow_runs(
+        flow_run_filter=FlowRunFilter(tags=FlowRunFilterTags(all_=[f"user:{user}"]))
+    )
+    return [run.id for run in runs]
+
+
+async def _wait_final(client: httpx.AsyncClient, url: str, user: str) -> dict[str, Any]:
+    for _ in range(240):
+        body: dict[str, Any] = (await client.get(url, headers=_as(user))).json()
+        if body["state"] in {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}:
+            return body
+        await asyncio.sleep(1)
+    raise AssertionError(f"task not final: {body}")
+
+
+async def _delete_runs(prefect: PrefectClient, user: str) -> None:
+    for run_id in await _runs_of(prefect, user):
+        await prefect.delete_flow_run(run_id)
+
+
+@asyncio_test
+async def test_limits_rate_counts_every_route_then_429_with_retry_after(
+    client: httpx.AsyncClient, configure: Callable[..., None]
+) -> None:
+    configure(rate_limit_per_minute=1, rate_limit_burst=3)
+    user = _new_user("rate")
+    answers = [
+        await client.get("/api/tasks", headers=_as(user)),
+        await client.get("/api/search", params={"q": "limits"}, headers=_as(user)),
+        await client.get(ZERO_TASK, headers=_as(user)),
+    ]
+    assert [r.status_code for r in answers] == [200, 200, 404]
+    refused = await _upload(client, user)
+    assert refused.status_code == 429, refused.text
+    assert refused.headers["retry-after"] == "60"  # one request per minute comes back
+    assert "per minute" in refused.json()["detail"]
+    assert await _runs_of(_prefect(client), user) == []  # refused before anything started
+    again = await client.get(ZERO_TASK, headers=_as(user))
+    assert again.status_code == 429
+
+
+@asyncio_test
+async def test_limits_rate_of_one_user_leaves_others_alone(
+    client: httpx.AsyncClient, configure: Callable[..., None]
+) -> None:
+    configure(rate_limit_per_minute=1, rate_limit_burst=2)
+    busy, other = _new_user("busy"), _new_user("other")
+    codes = [(await client.get(ZERO_TASK, headers=_as(busy))).status_code for _ in range(3)]
+    assert codes == [404, 404, 429]
+    assert (await client.get(ZERO_TASK, headers=_as(other))).status_code == 404
+
+
+@asyncio_test
+async def test_limits_health_readiness_and_metrics_are_not_limited(
+    client: httpx.AsyncClient, configure: Callable[..., None]
+) -> None:
+    configure(rate_limit_per_minute=1, rate_limit_burst=1)
+    user = _new_user("probe")
+    assert (await client.get(ZERO_TASK, headers=_as(user))).status_code == 404
+    assert (await client.get(ZERO_TASK, headers=_as(user))).status_code == 429
+    for path in ("/healthz", "/readyz", "/metrics", "/healthz"):
+        assert (await client.get(path, headers=_as(user))).status_code == 200, path
+
+
+@asyncio_test
+async def test_limits_tasks_in_flight_refused_without_creating_a_run(
+    client: httpx.AsyncClient, configure: Callable[..., None]
+) -> None:
+    configure(max_tasks_in_flight=2)
+    prefect = _prefect(client)
+    user, other = _new_user("flight"), _new_user("other")
+    queued = [await _future_run(prefect, user) for _ in range(2)]
+    try:
+        before = await _runs_of(prefect, user)
+        refused = await _upload(client, user)
+        assert refused.status_code == 429, refused.text
+        assert refused.headers["retry-after"] == str(TASKS_RETRY_AFTER_S)
+        assert "in flight" in refused.json()["detail"]
+        assert sorted(await _runs_of(prefect, user)) == sorted(before) == sorted(queued)
+        assert not (Path(os.environ["OCTAVIUS_HOME"]) / "uploads" / user).exists()
+
+        elsewhere = await _upload(client, other)  # another user's budget is untouched
+        assert elsewhere.status_code == 202, elsewhere.text
+
+        await prefect.delete_flow_run(queued[0])  # one task leaves: room for one more
+        accepted = await _upload(client, user)
+        assert accepted.status_code == 202, accepted.text
+        assert len(await _runs_of(prefect, user)) == 2
+        for owner, answer in ((other, elsewhere), (user, accepted)):
+            final = await _wait_final(client, answer.json()["status_url"], owner)
+            assert final["state"] == "COMPLETED", final
+    finally:
+        await _delete_runs(prefect, user)
+        await _delete_runs(prefect, other)
+
+
+@asyncio_test
+async def test_limits_concurrent_task_requests_never_pass_the_cap(
+    client: httpx.AsyncClient,
+) -> None:
+    prefect = _prefect(client)
+    settings = Settings(max_tasks_in_flight=3)
+    user = _new_user("race")
+    await _future_run(prefect, user)
+
+    async def start() -> bool:
+        try:
+            async with task_slot(prefect, user, settings):
+                await _future_run(prefect, user)
+        except HTTPException as exc:
+            assert exc.status_code == 429
+            return False
+        return True
+
+    try:
+        started = sum(await asyncio.gather(*(start() for _ in range(6))))
+        assert 1 <= started <= 2
+        assert await count_in_flight(prefect, user) == 1 + started
+    finally:
+        await _delete_runs(prefect, user)
+
+
+@contextlib.contextmanager
+def _process(args: list[str], env: dict[str, str], log: Path) -> Iterator[subprocess.Popen[bytes]]:
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            args, cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+        )
+        try:
+            yield process
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGTERM)
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
+
+
+def test_limits_rate_is_shared_by_two_api_processes(tmp_path: Path) -> None:
+    burst = 4
+    prefect_port, api_ports = free_port(), (free_port(), free_port())
+    prefect_api = f"http://127.0.0.1:{prefect_port}/api"
+    base = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "OCTAVIUS_"))}
+    base |= {"PREFECT_SERVER_ANALYTICS_ENABLED": "false", "HF_HUB_OFFLINE": "1"}
+    server_env = base | {"PREFECT_HOME": str(tmp_path / "prefect-server")}
+    api_env = base | {
+        "PREFECT_HOME": str(tmp_path / "prefect-client"),
+        "PREFECT_API_URL": prefect_api,
+        "OCTAVIUS_HOME": str(tmp_path / "home"),
+        "OCTAVIUS_SERVICE_TOKEN": SERVICE_TOKEN,
+        "OCTAVIUS_RATE_LIMIT_PER_MINUTE": "1",
+        "OCTAVIUS_RATE_LIMIT_BURST": str(burst),
+        # A remote embedder that is never called: the API processes skip loading the model.
+        "OCTAVIUS_EMBEDDING_URL": "http://127.0.0.1:9/v1",
+    }
+    server_args = [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1"]
+    with contextlib.ExitStack() as stack:
+        server = stack.enter_context(
+            _process([*server_args, "--port", str(prefect_port)], server_env, tmp_path / "s.log")
+        )
+        apis = [
+            stack.enter_context(
+                _process(
+                    [sys.executable, "-m", "uvicorn", "api.main:app", "--port", str(port)],
+                    api_env,
+                    tmp_path / f"api-{port}.log",
+                )
+            )
+            for port in api_ports
+        ]
+        wait_healthy(f"{prefect_api}/health", 120, lambda: server.poll() is None)
+        for port, api in zip(api_ports, apis, strict=True):
+            wait_healthy(
+                f"http://127.0.0.1:{port}/healthz", 120, lambda api=api: api.poll() is None
+            )
+
+        user = _new_user("shared")
+        answers: list[tuple[int, httpx.Response]] = []
+        for i in range(3 * burst):
+            port = api_ports[i % 2]
+            response = httpx.get(
+                f"http://127.0.0.1:{port}/api/tasks", headers=_as(user), timeout=30
+            )
+            answers.append((port, response))
+        codes = [r.status_code for _, r in answers]
+        # One budget for both processes: the burst, not twice the burst.
+        assert codes == [200] * burst + [429] * (2 * burst), codes
+        assert {port for port, r in answers if r.status_code == 200} == set(api_ports)
+        for _, refused in answers[burst:]:
+            assert refused.headers["retry-after"] == "60"
+            assert "per minute" in refused.json()["detail"]
+        other = httpx.get(
+            f"http://127.0.0.1:{api_ports[1]}/api/tasks",
+            headers=_as(_new_user("other")),
+            timeout=30,
+        )
+        assert other.status_code == 200

@@ -1,0 +1,95 @@
+"""GET /metrics over HTTP: Prometheus text with task and request series."""
+
+from __future__ import annotations
+
+import uuid
+
+import httpx
+import pytest
+from prefect.client.orchestration import PrefectClient
+from prefect.client.schemas.objects import FlowRun
+from prefect.states import Cancelled, Completed, Running
+from prometheus_client.parser import text_string_to_metric_families
+
+from deployments.names import INGEST_FLOW
+
+pytestmark = pytest.mark.asyncio(loop_scope="session")
+
+Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
+
+
+async def _scrape(client: httpx.AsyncClient) -> Samples:
+    """Every sample of /metrics, keyed by name and labels."""
+    response = await client.get("/metrics", headers={"Authorization": ""})
+    assert response.status_code == 200, response.text
+    assert response.headers["content-type"].startswith("text/plain")
+    return {
+        (sample.name, frozenset(sample.labels.items())): sample.value
+        for family in text_string_to_metric_families(response.text)
+        for sample in family.samples
+    }
+
+
+def _value(samples: Samples, name: str, **labels: str) -> float:
+    return samples.get((name, frozenset(labels.items())), 0.0)
+
+
+async def _new_task(prefect: PrefectClient, kind: str) -> FlowRun:
+    """A task of `kind` on a deployment that no runner serves: it stays scheduled."""
+    flow_id = await prefect.create_flow_from_name(INGEST_FLOW)
+    deployment_id = await prefect.create_deployment(flow_id=flow_id, name="unserved-metrics")
+    user = f"metrics-{uuid.uuid4().hex[:12]}"
+    return await prefect.create_flow_run_from_deployment(
+        deployment_id, parameters={"paths": []}, tags=[f"kind:{kind}", f"user:{user}"]
+    )
+
+
+async def test_metrics_count_tasks_by_kind_and_state(client: httpx.AsyncClient) -> None:
+    # Only this test starts audit and research tasks while it runs, so the deltas are exact.
+    prefect: PrefectClient = client.app.state.prefect  # type: ignore[attr-defined]
+    before = await _scrape(client)
+    waiting = [await _new_task(prefect, "audit") for _ in range(2)]
+    done = await _new_task(prefect, "research")
+    await prefect.set_flow_run_state(done.id, Running(), force=True)
+    await prefect.set_flow_run_state(done.id, Completed(), force=True)
+    after = await _scrape(client)
+
+    def delta(name: str, **labels: str) -> float:
+        return _value(after, name, **labels) - _value(before, name, **labels)
+
+    assert _value(after, "octavius_prefect_up") == 1.0
+    assert delta("octavius_tasks", kind="audit", state="SCHEDULED") == 2
+    assert delta("octavius_task_queue_depth", kind="audit") == 2
+    assert delta("octavius_tasks", kind="research", state="COMPLETED") == 1
+    assert delta("octavius_task_duration_sample_runs", kind="research") == 1
+    assert {"0.5", "0.9", "1.0"} <= {
+        dict(labels)["quantile"]
+        for name, labels in after
+        if name == "octavius_task_duration_seconds" and ("kind", "research") in labels
+    }
+    assert ("octavius_tasks", frozenset({("kind", "ingest"), ("state", "CRASHED")})) in after
+    for run in waiting:
+        await prefect.set_flow_run_state(run.id, Cancelled(), force=True)
+
+
+async def test_metrics_label_requests_by_route_template(client: httpx.AsyncClient) -> None:
+    ids = [str(uuid.uuid4()) for _ in range(2)]
+    for task_id in ids:
+        assert (await client.get(f"/api/tasks/{task_id}")).status_code == 404
+    assert (await client.get("/no/such/path")).status_code == 404
+    samples = await _scrape(client)
+    route = "/api/tasks/{task_id}"
+    labels = {"method": "GET", "route": route, "status": "404"}
+    assert _value(samples, "octavius_api_requests_total", **labels) == 2
+    assert _value(samples, "octavius_api_requests_total", **{**labels, "route": "unmatched"}) == 1
+    assert (
+        _value(samples, "octavius_api_request_duration_seconds_count", method="GET", route=route)
+        == 2
+    )
+    assert not any(task_id in str(key) for key in samples for task_id in ids)
+
+
+async def test_metrics_need_no_user_token(client: httpx.AsyncClient) -> None:
+    response = await client.get("/metrics", headers={"Authorization": ""})
+    assert response.status_code == 200
+    assert "octavius_tasks" in response.text
