@@ -9,8 +9,9 @@ import uuid
 from pathlib import Path
 
 from fastapi import HTTPException, status
-from fastapi.exceptions import RequestValidationError
 from starlette.datastructures import UploadFile
+
+from api.errors import invalid
 
 ALLOWED_SUFFIXES = frozenset(
     {".pdf", ".docx", ".md", ".markdown", ".html", ".htm", ".txt", ".text"}
@@ -28,17 +29,7 @@ def safe_name(filename: str | None) -> str:
     name = unicodedata.normalize("NFC", (filename or "").replace("\\", "/").rsplit("/", 1)[-1])
     name = _UNSAFE.sub("_", name).strip(" .")
     if not name:
-        # Shaped like FastAPI's own validation errors, which is what the schema documents for 422.
-        raise RequestValidationError(
-            [
-                {
-                    "type": "value_error",
-                    "loc": ("body", "files"),
-                    "msg": "a file has no usable name",
-                    "input": filename,
-                }
-            ]
-        )
+        raise invalid(("body", "files"), "a file has no usable name", filename)
     _, dot, suffix = name.rpartition(".")
     tail = f".{suffix}" if dot and len(suffix) <= _MAX_SUFFIX_CHARS else ""
     head = name[: len(name) - len(tail)][: MAX_NAME_CHARS - len(tail)]

@@ -10,6 +10,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 
 from api.deps import CurrentUser, PrefectDep, SettingsDep, TaskSlot
+from api.errors import invalid
 from api.prefect_tasks import IDEMPOTENCY_KEY_PATTERN, find_task, start_task
 from api.schemas import TaskAccepted
 from api.uploads import check_suffix, new_upload_dir, safe_name, save_upload
@@ -103,15 +104,13 @@ async def upload_documents(
     try:
         uploads = [f for f in form.getlist("files") if isinstance(f, UploadFile)]
         if not uploads:
-            raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, "no files in field 'files'")
+            raise invalid(("body", "files"), "no files in field 'files'", None)
         names: list[str] = []
         for upload in uploads:
             name = safe_name(upload.filename)
             check_suffix(name)
             if name in names:
-                raise HTTPException(
-                    status.HTTP_422_UNPROCESSABLE_CONTENT, f"{name} appears twice in the upload"
-                )
+                raise invalid(("body", "files"), f"{name} appears twice in the upload", name)
             names.append(name)
         folder = new_upload_dir(settings.uploads_dir, user)
         paths = {}

@@ -5,21 +5,14 @@ from __future__ import annotations
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query
-from fastapi.exceptions import RequestValidationError
 from starlette.concurrency import run_in_threadpool
 
 from api.deps import CurrentUser, SettingsDep
+from api.errors import invalid
 from api.schemas import SearchHitPublic, SearchResponse
 from core.search import hybrid_search
 
 router = APIRouter(prefix="/api", tags=["search"])
-
-
-def _invalid(name: str, message: str, value: object) -> RequestValidationError:
-    """A 422 shaped like FastAPI's own validation errors, which is what the schema documents."""
-    return RequestValidationError(
-        [{"type": "value_error", "loc": ("query", name), "msg": message, "input": value}]
-    )
 
 
 @router.get("/search", response_model=SearchResponse)
@@ -32,9 +25,9 @@ async def search(
 ) -> SearchResponse:
     """Hybrid (dense + sparse, fused) hits for a query, with text, score, document and page."""
     if k > settings.search_k_max:
-        raise _invalid("k", f"k must be at most {settings.search_k_max}", k)
+        raise invalid(("query", "k"), f"k must be at most {settings.search_k_max}", k)
     if not q.strip():
-        raise _invalid("q", "q must not be blank", q)
+        raise invalid(("query", "q"), "q must not be blank", q)
     hits = await run_in_threadpool(hybrid_search, q, tenant=user, k=k, mode=mode)
     return SearchResponse(
         query=q,
