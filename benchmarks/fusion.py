@@ -28,17 +28,14 @@ os.environ.update(
     }
 )
 
-from core.embedder import embedder_model_id, get_embedder  # noqa: E402
+from core.embedder import get_embedder  # noqa: E402
 from core.evaluation import load_questions, score_rankings  # noqa: E402
 from core.language import detect_language  # noqa: E402
-from core.models import PlannedDocument, SourceFile  # noqa: E402
 from core.search import fuse, hybrid_search  # noqa: E402
 from core.settings import get_settings  # noqa: E402
-from tasks.chunking import chunking_config  # noqa: E402
 from tasks.documents import parse_and_chunk  # noqa: E402
 from tasks.indexing import index_document  # noqa: E402
-from tasks.parsing import file_sha256  # noqa: E402
-from tasks.planning import document_id, index_version  # noqa: E402
+from tasks.planning import plan_file  # noqa: E402
 
 TENANT = "eval"
 WEIGHTS = [
@@ -59,20 +56,7 @@ def index_corpus() -> int:
     embedder = get_embedder(settings)
     total = 0
     for path in sorted((REPO / "benchmarks" / "corpus").glob("*/*.html")):
-        content_hash = file_sha256(path)
-        version = index_version(
-            content_hash, chunking_config(settings).fingerprint(), embedder_model_id(settings)
-        )
-        planned = PlannedDocument(
-            file=SourceFile(
-                path=str(path),
-                source=str(path),
-                doc_id=document_id(TENANT, str(path)),
-                size=path.stat().st_size,
-            ),
-            content_hash=content_hash,
-            version=version,
-        )
+        planned = plan_file(path, TENANT, settings)
         document = parse_and_chunk(planned)
         vectors = embedder.embed_documents(document.embed_texts)
         total += index_document(document, vectors, TENANT)

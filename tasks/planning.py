@@ -156,6 +156,24 @@ def plan_ingestion(
     )
 
 
+def plan_file(path: Path, tenant: str, settings: Settings) -> PlannedDocument:
+    """One file planned for indexing under its own path, whatever the store holds."""
+    content_hash = file_sha256(path)
+    source = str(path.resolve())
+    return PlannedDocument(
+        file=SourceFile(
+            path=source,
+            source=source,
+            doc_id=document_id(tenant, source),
+            size=path.stat().st_size,
+        ),
+        content_hash=content_hash,
+        version=index_version(
+            content_hash, chunking_config(settings).fingerprint(), embedder_model_id(settings)
+        ),
+    )
+
+
 @task(name="plan-ingestion", cache_policy=NO_CACHE)
 def plan_task(
     paths: list[str], tenant: str, prune: bool, names: dict[str, str] | None = None

@@ -10,10 +10,10 @@ from typer.testing import CliRunner
 
 from core.cli import app
 from core.embedder import get_embedder
-from core.models import PlannedDocument, SourceFile
+from core.settings import get_settings
 from tasks.documents import parse_and_chunk
 from tasks.indexing import index_document
-from tasks.planning import document_id
+from tasks.planning import plan_file
 from tests.docgen import write_text
 
 TENANT = "default"
@@ -28,16 +28,7 @@ def indexed(octavius_home: Path, tmp_path: Path) -> Path:
     }
     for name, text in docs.items():
         path = write_text(tmp_path / name, text)
-        planned = PlannedDocument(
-            file=SourceFile(
-                path=str(path),
-                source=str(path),
-                doc_id=document_id(TENANT, str(path)),
-                size=path.stat().st_size,
-            ),
-            content_hash="h",
-            version="v1",
-        )
+        planned = plan_file(path, TENANT, get_settings())
         document = parse_and_chunk(planned)
         index_document(document, get_embedder().embed_documents(document.embed_texts), TENANT)
     return tmp_path
