@@ -10,6 +10,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from prefect.client.orchestration import get_client
 
+from api.errors import install_error_handlers
 from api.events import EventBroker
 from api.limits import prefect_httpx_settings
 from api.metrics import instrument
@@ -53,6 +54,7 @@ def create_app() -> FastAPI:
     ):
         app.include_router(router)
     instrument(app)
+    install_error_handlers(app)
     return app
 
 
