@@ -100,6 +100,12 @@ class Settings(BaseSettings):
         default=2, ge=1, le=64, description="Workers of the LocalCluster that octavius up starts."
     )
 
+    flow_run_limit: int = Field(
+        default=4,
+        ge=1,
+        le=64,
+        description="Flow runs the embedded stack's serve() process executes at once.",
+    )
     api_host: str = Field(default="127.0.0.1", description="Interface the API listens on.")
     api_port: int = Field(default=8000, ge=1, le=65535, description="Port the API listens on.")
     prefect_port: int = Field(

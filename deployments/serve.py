@@ -5,6 +5,7 @@ from __future__ import annotations
 from prefect import serve
 from prefect.deployments.runner import RunnerDeployment
 
+from core.settings import get_settings
 from deployments.names import INGEST_DEPLOYMENT
 from flows.ingest import ingest_documents
 
@@ -22,7 +23,13 @@ def runner_deployments() -> list[RunnerDeployment]:
 
 def main() -> None:
     """Serves every deployment until interrupted."""
-    serve(*runner_deployments(), print_starting_message=False)
+    # Without a limit serve() starts every scheduled run at once: a burst of uploads would
+    # start one Python process per run on a two-core machine.
+    serve(
+        *runner_deployments(),
+        print_starting_message=False,
+        limit=get_settings().flow_run_limit,
+    )
 
 
 if __name__ == "__main__":
