@@ -98,9 +98,13 @@ async def check_rate(client: PrefectClient, user: str, settings: Settings) -> No
     """
     name = rate_limit_name(user, settings)
     rate = settings.rate_limit_per_minute
+    # Stop waiting after the budget but never cancel the call itself: cancelling requests
+    # on a contended httpx pool leaks its connections (encode/httpcore#1093) and wedges the
+    # API's Prefect client.
+    attempt = asyncio.ensure_future(_take_rate_slot(client, name, settings))
+    attempt.add_done_callback(_consume_outcome)
     try:
-        async with asyncio.timeout(_RATE_CHECK_BUDGET_S):
-            await _take_rate_slot(client, name, settings)
+        await asyncio.wait_for(asyncio.shield(attempt), _RATE_CHECK_BUDGET_S)
     except httpx.HTTPStatusError as exc:
         if exc.response.status_code == status.HTTP_423_LOCKED:
             # A slot comes back 60/rate seconds after the last accepted request at the latest.
@@ -112,6 +116,12 @@ async def check_rate(client: PrefectClient, user: str, settings: Settings) -> No
         logger.warning("request rate of %s not checked: %s", user, exc)
     except (httpx.HTTPError, TimeoutError) as exc:
         logger.warning("request rate of %s not checked: %r", user, exc)
+
+
+def _consume_outcome(attempt: asyncio.Future[None]) -> None:
+    """Marks an abandoned attempt's exception as seen, so asyncio does not log it."""
+    if not attempt.cancelled():
+        attempt.exception()
 
 
 async def _take_rate_slot(client: PrefectClient, name: str, settings: Settings) -> None:
