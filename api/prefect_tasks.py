@@ -129,6 +129,19 @@ def _error_of(run: FlowRun) -> str | None:
     return None
 
 
+def _run_fields(run: FlowRun) -> dict[str, Any]:
+    """The fields a task status and a task summary both take from the flow run."""
+    state = run.state
+    return {
+        "task_id": str(run.id),
+        "kind": kind_of(run),
+        "state": state.type.value if state else "PENDING",
+        "state_name": state.name if state else "Pending",
+        "created": run.created,
+        "updated": run.updated,
+    }
+
+
 async def task_status(client: PrefectClient, run: FlowRun) -> TaskStatus:
     """The task view of a flow run: state, progress, result or error."""
     state = run.state
@@ -146,17 +159,7 @@ async def task_status(client: PrefectClient, run: FlowRun) -> TaskStatus:
         elif isinstance(value, dict):
             result = value
         progress = progress.model_copy(update={"percent": 100.0})
-    return TaskStatus(
-        task_id=str(run.id),
-        kind=kind_of(run),
-        state=state.type.value if state else "PENDING",
-        state_name=state.name if state else "Pending",
-        progress=progress,
-        result=result,
-        error=error,
-        created=run.created,
-        updated=run.updated,
-    )
+    return TaskStatus(**_run_fields(run), progress=progress, result=result, error=error)
 
 
 class _Cursor(BaseModel):
@@ -213,16 +216,7 @@ def _summary(run: FlowRun, artifact: Artifact | None) -> TaskSummary:
         progress = TaskProgress(percent=float(artifact.data), message=artifact.description)
     if state is not None and state.is_completed():
         progress = progress.model_copy(update={"percent": 100.0})
-    return TaskSummary(
-        task_id=str(run.id),
-        kind=kind_of(run),
-        state=state.type.value if state else "PENDING",
-        state_name=state.name if state else "Pending",
-        progress=progress,
-        error=_error_of(run),
-        created=run.created,
-        updated=run.updated,
-    )
+    return TaskSummary(**_run_fields(run), progress=progress, error=_error_of(run))
 
 
 async def list_tasks(
