@@ -12,9 +12,10 @@ from prefect.client.orchestration import get_client
 
 from api.errors import install_error_handlers
 from api.events import EventBroker
-from api.limits import prefect_httpx_settings
+from api.limits import make_limiter
+from api.limits_prefect import prefect_httpx_settings
 from api.metrics import instrument
-from api.routes import documents, events, health, metrics, search, tasks
+from api.routes import audits, documents, events, health, metrics, search, tasks
 from core.embedder import get_embedder
 from core.settings import get_settings
 
@@ -31,7 +32,11 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     async with prefect as client, EventBroker() as broker:
         app.state.prefect = client
         app.state.events = broker
-        yield
+        app.state.limiter = make_limiter(settings, client)
+        try:
+            yield
+        finally:
+            await app.state.limiter.aclose()
     if not warm.done():
         warm.cancel()
 
@@ -46,6 +51,7 @@ def create_app() -> FastAPI:
     )
     for router in (
         documents.router,
+        audits.router,
         tasks.router,
         events.router,
         search.router,

@@ -7,9 +7,10 @@ import binascii
 import json
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any, Final
+from typing import Any, Final, Protocol, get_args
 from uuid import UUID
 
+import httpx
 from fastapi import HTTPException, status
 from prefect.client.orchestration import PrefectClient
 from prefect.client.schemas.filters import (
@@ -63,6 +64,43 @@ async def find_task(client: PrefectClient, *, user: str, kind: str, key: str) ->
     return runs[0] if runs else None
 
 
+async def find_any_task(client: PrefectClient, *, user: str, key: str) -> FlowRun | None:
+    """The user's task of any kind created with the idempotency key, if any."""
+    runs = await client.read_flow_runs(
+        flow_run_filter=FlowRunFilter(
+            idempotency_key=FlowRunFilterIdempotencyKey(
+                any_=[scoped_idempotency_key(user, kind, key) for kind in get_args(TaskKind)]
+            ),
+            tags=FlowRunFilterTags(all_=[f"{USER_TAG}{user}"]),
+        ),
+        limit=1,
+    )
+    return runs[0] if runs else None
+
+
+class _SlotHolder(Protocol):
+    def bind(self, task_id: str) -> None: ...
+
+
+# Deployment ids by name, read once per process: a deployment's id only changes when it is
+# deleted and registered again, which start_task notices and then reads it afresh.
+_deployment_ids: dict[tuple[str, str], UUID] = {}
+
+
+async def _deployment_id(client: PrefectClient, deployment: str, *, fresh: bool) -> UUID:
+    key = (str(client.api_url), deployment)
+    if fresh or key not in _deployment_ids:
+        try:
+            found = await client.read_deployment_by_name(deployment)
+        except ObjectNotFound as exc:
+            _deployment_ids.pop(key, None)
+            raise HTTPException(
+                status.HTTP_503_SERVICE_UNAVAILABLE, f"deployment {deployment} is not registered"
+            ) from exc
+        _deployment_ids[key] = found.id
+    return _deployment_ids[key]
+
+
 async def start_task(
     client: PrefectClient,
     deployment: str,
@@ -70,26 +108,32 @@ async def start_task(
     kind: str,
     user: str,
     parameters: dict[str, Any],
+    slot: _SlotHolder,
     idempotency_key: str | None = None,
 ) -> FlowRun:
     """Creates a flow run of the deployment, tagged with its kind and owner; never waits.
 
-    With an idempotency key, Prefect hands back the run created earlier with the same key.
+    The run takes the user's task slot. With an idempotency key, Prefect hands back the run
+    created earlier with the same key.
     """
-    try:
-        found = await client.read_deployment_by_name(deployment)
-    except ObjectNotFound as exc:
-        raise HTTPException(
-            status.HTTP_503_SERVICE_UNAVAILABLE, f"deployment {deployment} is not registered"
-        ) from exc
-    return await client.create_flow_run_from_deployment(
-        found.id,
-        parameters=parameters,
-        tags=[f"{KIND_TAG}{kind}", f"{USER_TAG}{user}"],
-        idempotency_key=(
-            scoped_idempotency_key(user, kind, idempotency_key) if idempotency_key else None
-        ),
-    )
+    for fresh in (False, True):
+        deployment_id = await _deployment_id(client, deployment, fresh=fresh)
+        try:
+            run = await client.create_flow_run_from_deployment(
+                deployment_id,
+                parameters=parameters,
+                tags=[f"{KIND_TAG}{kind}", f"{USER_TAG}{user}"],
+                idempotency_key=(
+                    scoped_idempotency_key(user, kind, idempotency_key) if idempotency_key else None
+                ),
+            )
+        except httpx.HTTPStatusError as exc:
+            if fresh or exc.response.status_code != status.HTTP_404_NOT_FOUND:
+                raise
+            continue
+        slot.bind(str(run.id))
+        return run
+    raise AssertionError("unreachable")
 
 
 async def read_owned_run(client: PrefectClient, task_id: str, user: str) -> FlowRun:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -138,6 +139,12 @@ class Settings(BaseSettings):
     rate_limit_burst: int = Field(
         default=60, ge=1, description="Requests one user may make at once before the rate applies."
     )
+    limits_backend: Literal["local", "prefect"] = Field(
+        default="local",
+        description="Where per-user limits live: 'local' (a SQLite file under OCTAVIUS_HOME that "
+        "every API process on the machine shares) or 'prefect' (Prefect's global concurrency "
+        "limits, for API processes on several machines).",
+    )
     max_tasks_in_flight: int = Field(
         default=20, ge=1, description="Tasks one user may have scheduled or running at once."
     )
@@ -155,6 +162,74 @@ class Settings(BaseSettings):
         default=(0.0, 1.0),
         description="Reciprocal-rank-fusion weights (dense, sparse) for Spanish queries; the "
         "English-only default model makes BM25 alone best (dense fills a short BM25 list).",
+    )
+
+    reindex_grace_hours: float = Field(
+        default=72.0,
+        gt=0,
+        description="Hours a collection version replaced by a reindex is kept for `octavius "
+        "reindex --rollback` before cleanup drops it.",
+    )
+    reindex_sample_queries: int = Field(
+        default=5,
+        ge=0,
+        le=100,
+        description="Sample queries a rebuilt version must answer before the alias moves to it.",
+    )
+    upload_retention_hours: float = Field(
+        default=168.0,
+        gt=0,
+        description="Hours uploaded files are kept; cleanup removes older upload folders that "
+        "no active task names.",
+    )
+    result_retention_hours: float = Field(
+        default=720.0,
+        gt=0,
+        description="Hours persisted task results and caches are kept under OCTAVIUS_HOME/results.",
+    )
+    cleanup_missing_sources: bool = Field(
+        default=True,
+        description="Cleanup deletes the points of documents whose source file is gone (absolute "
+        "paths whose folder still exists; uploads are never pruned this way).",
+    )
+
+    alert_queue_threshold: int = Field(
+        default=1000,
+        ge=1,
+        description="Scheduled runs waiting to start that raise the queue-backlog automation.",
+    )
+    alert_failures: int = Field(
+        default=5,
+        ge=1,
+        description="Failed or crashed runs of one deployment within the alert window that raise "
+        "the failure automation.",
+    )
+    alert_window_minutes: int = Field(
+        default=60,
+        ge=1,
+        description="Window of the failure automation, and of the /metrics rates, in minutes.",
+    )
+
+    llm_base_url: str | None = Field(
+        default=None,
+        description="Root of an OpenAI-compatible chat API up to its version (…/v1; a bare "
+        "host gets /v1); unset means deep research writes extractive reports without an LLM.",
+    )
+    llm_model: str | None = Field(
+        default=None, description="Model name sent to the chat API (required with a base URL)."
+    )
+    llm_api_key: SecretStr | None = Field(
+        default=None, description="Bearer token for the chat API."
+    )
+    llm_timeout_s: float = Field(
+        default=60.0, gt=0, description="Timeout of one chat request, in seconds."
+    )
+    llm_retries: int = Field(
+        default=3,
+        ge=0,
+        le=10,
+        description="Retries of a chat request after a timeout, 429 or 5xx (exponential backoff "
+        "with jitter, honouring Retry-After).",
     )
 
     @property

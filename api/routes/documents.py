@@ -5,7 +5,7 @@ from __future__ import annotations
 import shutil
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Header, HTTPException, Request, Response, status
+from fastapi import APIRouter, Header, Request, Response, status
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 
@@ -13,7 +13,7 @@ from api.deps import CurrentUser, PrefectDep, SettingsDep, TaskSlot
 from api.errors import invalid
 from api.prefect_tasks import IDEMPOTENCY_KEY_PATTERN, find_task, start_task
 from api.schemas import TaskAccepted
-from api.uploads import check_suffix, new_upload_dir, safe_name, save_upload
+from api.uploads import check_suffix, new_upload_dir, read_multipart, safe_name, save_upload
 from deployments.names import INGEST
 
 router = APIRouter(prefix="/api/documents", tags=["documents"])
@@ -66,14 +66,9 @@ async def upload_documents(
     settings: SettingsDep,
     client: PrefectDep,
     user: CurrentUser,
-    _slot: TaskSlot,
+    slot: TaskSlot,
     idempotency_key: Annotated[
-        str | None,
-        Header(
-            pattern=IDEMPOTENCY_KEY_PATTERN,
-            description="Repeating a key (1-128 letters, digits or _.:-) returns the task "
-            "the first request started instead of starting another.",
-        ),
+        str | None, Header(pattern=IDEMPOTENCY_KEY_PATTERN, include_in_schema=False)
     ] = None,
 ) -> TaskAccepted:
     """Saves one or more files and starts their ingestion; answers at once with the task id."""
@@ -84,23 +79,11 @@ async def upload_documents(
             response.headers["Location"] = accepted.status_url
             return accepted
     max_file = int(settings.max_file_mb * 2**20)
-    length = request.headers.get("content-length")
-    if length is None or not length.isdigit():
-        raise HTTPException(status.HTTP_411_LENGTH_REQUIRED, "Content-Length is required")
-    if int(length) > settings.max_upload_files * (max_file + 4096):
-        raise HTTPException(status.HTTP_413_CONTENT_TOO_LARGE, "upload is too large")
-    if not request.headers.get("content-type", "").startswith("multipart/form-data"):
-        raise HTTPException(
-            status.HTTP_415_UNSUPPORTED_MEDIA_TYPE, "send the files as multipart/form-data"
-        )
-    try:
-        form = await request.form(max_files=settings.max_upload_files, max_fields=10)
-    except HTTPException:
-        raise
-    except Exception as exc:
-        raise HTTPException(
-            status.HTTP_400_BAD_REQUEST, f"malformed multipart body: {exc}"
-        ) from exc
+    form = await read_multipart(
+        request,
+        max_bytes=settings.max_upload_files * (max_file + 4096),
+        max_files=settings.max_upload_files,
+    )
     try:
         uploads = [f for f in form.getlist("files") if isinstance(f, UploadFile)]
         if not uploads:
@@ -126,6 +109,7 @@ async def upload_documents(
             kind="ingest",
             user=user,
             parameters={"paths": list(paths), "tenant": user, "names": paths},
+            slot=slot,
             idempotency_key=idempotency_key,
         )
     except Exception:

@@ -1,0 +1,220 @@
+"""Per-user limits in a SQLite file that every API process on the machine shares.
+
+Rate: a token bucket per user (burst tokens, refilled at the rate per minute), taken in one
+`BEGIN IMMEDIATE` transaction, so concurrent processes never spend the same token.
+
+Tasks in flight: one row per task the API started, plus one per request that is creating
+a task right now. A request inserts its row and counts the user's rows in one transaction,
+and a row is bound to its Prefect run before the request ends, so the table never counts
+fewer tasks than exist. Rows of tasks that finished are noticed when a user reaches the
+cap: then the table is reconciled with the runs Prefect has in flight, and the request
+counts again. The same reconciliation picks up runs the API did not start (the CLI, a retry,
+another machine); it also runs when a user's rows were not reconciled for a while. A request
+that dies mid-way leaves a row that expires after a lease.
+"""
+
+from __future__ import annotations
+
+import math
+import sqlite3
+import time
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from pathlib import Path
+from typing import Final
+
+from prefect.client.orchestration import PrefectClient
+
+from api.limits import rate_refused, tasks_refused
+from api.limits_prefect import in_flight_run_ids
+from core.settings import Settings
+
+# A request that holds a row for longer than this died before it created its task.
+_PENDING_LEASE_S: Final = 300.0
+# Runs started elsewhere (the CLI, a retry, another machine) are counted at least this often.
+_SYNC_EVERY_S: Final = 30.0
+_BUSY_TIMEOUT_MS: Final = 5000
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS rate (
+    user TEXT PRIMARY KEY,
+    tokens REAL NOT NULL,
+    updated REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS tasks (
+    id TEXT PRIMARY KEY,
+    user TEXT NOT NULL,
+    run_id TEXT UNIQUE,
+    reserved REAL NOT NULL,
+    bound REAL
+);
+CREATE INDEX IF NOT EXISTS tasks_by_user ON tasks (user);
+CREATE TABLE IF NOT EXISTS synced (
+    user TEXT PRIMARY KEY,
+    at REAL NOT NULL
+);
+"""
+
+
+class LocalReservation:
+    """A row in the tasks table, bound to its run once the run exists."""
+
+    def __init__(self, limiter: LocalLimiter, row_id: str) -> None:
+        self._limiter = limiter
+        self.row_id = row_id
+
+    def bind(self, task_id: str) -> None:
+        """Records the run that now occupies the slot."""
+        self._limiter.bind(self.row_id, task_id)
+
+
+class LocalLimiter:
+    """Rate and tasks in flight per user, in a SQLite file (WAL) under OCTAVIUS_HOME."""
+
+    def __init__(self, path: Path, client: PrefectClient) -> None:
+        """A limiter on the database at `path`, created on first use."""
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._client = client
+        # Transactions take microseconds, so they run on the event loop: a thread hop would
+        # cost more than the work, and the busy timeout only matters under pathological load.
+        self._db = sqlite3.connect(path, timeout=_BUSY_TIMEOUT_MS / 1000, isolation_level=None)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.executescript(_SCHEMA)
+
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction that other processes wait for instead of interleaving."""
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            yield self._db
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
+
+    def take_token(self, user: str, settings: Settings, now: float | None = None) -> float:
+        """Takes one token of the user's bucket; 0 when taken, else seconds until one is due."""
+        now = time.time() if now is None else now
+        per_second = settings.rate_limit_per_minute / 60
+        burst = float(settings.rate_limit_burst)
+        with self._write() as db:
+            row = db.execute("SELECT tokens, updated FROM rate WHERE user = ?", (user,)).fetchone()
+            tokens = burst if row is None else min(burst, row[0] + (now - row[1]) * per_second)
+            if tokens < 1:
+                return (1 - tokens) / per_second
+            db.execute(
+                "INSERT INTO rate (user, tokens, updated) VALUES (?, ?, ?) "
+                "ON CONFLICT (user) DO UPDATE SET tokens = excluded.tokens, "
+                "updated = excluded.updated",
+                (user, tokens - 1, now),
+            )
+        return 0.0
+
+    async def check_rate(self, user: str, settings: Settings) -> None:
+        """Takes one request from the user's rate; 429 with Retry-After when it is used up."""
+        wait_s = self.take_token(user, settings)
+        if wait_s > 0:
+            raise rate_refused(settings, math.ceil(wait_s))
+
+    def reserve(self, user: str, settings: Settings) -> tuple[str | None, bool]:
+        """Inserts a pending row for the user when their rows leave room.
+
+        Returns the row id (None at the cap) and whether this request should reconcile the
+        user's rows with Prefect because nobody did for a while (it then claims that job).
+        """
+        now = time.time()
+        row_id = uuid.uuid4().hex
+        with self._write() as db:
+            db.execute(
+                "DELETE FROM tasks WHERE user = ? AND run_id IS NULL AND reserved < ?",
+                (user, now - _PENDING_LEASE_S),
+            )
+            synced = db.execute("SELECT at FROM synced WHERE user = ?", (user,)).fetchone()
+            sync_due = synced is None or synced[0] < now - _SYNC_EVERY_S
+            if sync_due:
+                db.execute(
+                    "INSERT INTO synced (user, at) VALUES (?, ?) "
+                    "ON CONFLICT (user) DO UPDATE SET at = excluded.at",
+                    (user, now),
+                )
+            if self._held(db, user) >= settings.max_tasks_in_flight:
+                return None, sync_due
+            db.execute(
+                "INSERT INTO tasks (id, user, reserved) VALUES (?, ?, ?)", (row_id, user, now)
+            )
+        return row_id, sync_due
+
+    @staticmethod
+    def _held(db: sqlite3.Connection, user: str) -> int:
+        (held,) = db.execute("SELECT count(*) FROM tasks WHERE user = ?", (user,)).fetchone()
+        return int(held)
+
+    def fits(self, row_id: str, user: str, settings: Settings) -> bool:
+        """Whether the user's rows, this pending one included, are within the cap."""
+        with self._write() as db:
+            if self._held(db, user) <= settings.max_tasks_in_flight:
+                return True
+            db.execute("DELETE FROM tasks WHERE id = ?", (row_id,))
+        return False
+
+    def reconcile(self, user: str, in_flight: set[str], asked_at: float) -> None:
+        """Makes the user's bound rows the runs Prefect had in flight when it was asked."""
+        with self._write() as db:
+            rows = db.execute(
+                "SELECT id, run_id FROM tasks WHERE user = ? AND run_id IS NOT NULL AND bound < ?",
+                (user, asked_at),
+            ).fetchall()
+            db.executemany(
+                "DELETE FROM tasks WHERE id = ?",
+                [(row_id,) for row_id, run_id in rows if run_id not in in_flight],
+            )
+            # Runs started elsewhere (the CLI, another machine's API, a retry) count too.
+            db.executemany(
+                "INSERT OR IGNORE INTO tasks (id, user, run_id, reserved, bound) "
+                "VALUES (?, ?, ?, ?, ?)",
+                [(uuid.uuid4().hex, user, run_id, asked_at, asked_at) for run_id in in_flight],
+            )
+
+    def bind(self, row_id: str, run_id: str) -> None:
+        """Ties a pending row to its run; a run already counted keeps its one row."""
+        with self._write() as db:
+            taken = db.execute("SELECT 1 FROM tasks WHERE run_id = ?", (run_id,)).fetchone()
+            if taken:
+                db.execute("DELETE FROM tasks WHERE id = ?", (row_id,))
+            else:
+                db.execute(
+                    "UPDATE tasks SET run_id = ?, bound = ? WHERE id = ?",
+                    (run_id, time.time(), row_id),
+                )
+
+    def release(self, row_id: str) -> None:
+        """Drops a row that was never bound (the request created no task)."""
+        with self._write() as db:
+            db.execute("DELETE FROM tasks WHERE id = ? AND run_id IS NULL", (row_id,))
+
+    @asynccontextmanager
+    async def task_slot(self, user: str, settings: Settings) -> AsyncIterator[LocalReservation]:
+        """Holds a row for one new task of the user; 429 at max_tasks_in_flight."""
+        row_id, sync_due = self.reserve(user, settings)
+        if row_id is None or sync_due:
+            asked_at = time.time()
+            in_flight = await in_flight_run_ids(
+                self._client, user, limit=settings.max_tasks_in_flight * 2 + 10
+            )
+            self.reconcile(user, in_flight, asked_at)
+            if row_id is None:
+                row_id, _ = self.reserve(user, settings)
+            elif not self.fits(row_id, user, settings):
+                row_id = None
+            if row_id is None:
+                raise tasks_refused(settings)
+        try:
+            yield LocalReservation(self, row_id)
+        finally:
+            self.release(row_id)
+
+    async def aclose(self) -> None:
+        """Closes the database connection."""
+        self._db.close()
