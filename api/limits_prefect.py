@@ -23,6 +23,7 @@ from prefect.client.schemas.filters import (
     FlowRunFilterTags,
 )
 from prefect.client.schemas.objects import StateType
+from prefect.client.schemas.sorting import FlowRunSort
 from prefect.exceptions import ObjectAlreadyExists
 
 from api.limits import rate_refused, tasks_refused
@@ -40,6 +41,8 @@ _RATE_CHECK_BUDGET_S = 2.0
 _LIMITS_PATH = "/v2/concurrency_limits/"
 # Tries to fit a new task beside concurrent requests of the same user before refusing.
 _SLOT_ATTEMPTS = 3
+# The most runs Prefect's API returns for one read.
+_PAGE = 200
 
 
 def rate_limit_name(user: str, settings: Settings) -> str:
@@ -131,14 +134,22 @@ async def _take_rate_slot(client: PrefectClient, name: str, settings: Settings) 
 
 async def in_flight_run_ids(client: PrefectClient, user: str, limit: int) -> set[str]:
     """Ids of (at most `limit` of) the user's runs that are scheduled, pending or running."""
-    runs = await client.read_flow_runs(
-        flow_run_filter=FlowRunFilter(
-            tags=FlowRunFilterTags(all_=[f"{USER_TAG}{user}"]),
-            state=FlowRunFilterState(type=FlowRunFilterStateType(any_=list(IN_FLIGHT_STATES))),
-        ),
-        limit=limit,
-    )
-    return {str(run.id) for run in runs}
+    ids: set[str] = set()
+    while len(ids) < limit:
+        page = min(_PAGE, limit - len(ids))
+        runs = await client.read_flow_runs(
+            flow_run_filter=FlowRunFilter(
+                tags=FlowRunFilterTags(all_=[f"{USER_TAG}{user}"]),
+                state=FlowRunFilterState(type=FlowRunFilterStateType(any_=list(IN_FLIGHT_STATES))),
+            ),
+            sort=FlowRunSort.ID_DESC,
+            offset=len(ids),
+            limit=page,
+        )
+        ids.update(str(run.id) for run in runs)
+        if len(runs) < page:
+            break
+    return ids
 
 
 async def count_in_flight(client: PrefectClient, user: str) -> int:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from prefect.context import FlowRunContext
 from prefect_dask.client import PrefectDaskClient
 from prefect_dask.task_runners import DaskTaskRunner
 
@@ -36,3 +37,16 @@ class SettingsDaskTaskRunner(DaskTaskRunner):
             else:
                 self.cluster_kwargs = {**_IN_PROCESS_CLUSTER, **self.cluster_kwargs}
         return super().client
+
+
+def worker_slots(default: int = 1) -> int:
+    """Threads across the Dask workers of the running flow's task runner, or `default`."""
+    context = FlowRunContext.get()
+    runner = context.task_runner if context is not None else None
+    if not isinstance(runner, DaskTaskRunner):
+        return default
+    try:
+        workers = runner.client.scheduler_info()["workers"].values()
+    except (KeyError, OSError, RuntimeError):
+        return default
+    return sum(int(worker["nthreads"]) for worker in workers) or default

@@ -9,7 +9,7 @@ from prefect import flow, unmapped
 from prefect.futures import PrefectFuture, as_completed
 from prefect.utilities.annotations import quote
 
-from core.dask import SettingsDaskTaskRunner
+from core.dask import SettingsDaskTaskRunner, worker_slots
 from core.embedder import embedder_model_id
 from core.models import (
     ChunkedDocument,
@@ -21,7 +21,7 @@ from core.models import (
 from core.settings import get_settings
 from deployments.names import INGEST_FLOW
 from tasks.documents import parse_and_chunk_task
-from tasks.embedding import EmbedBatch, embed_batch_task
+from tasks.embedding import EmbedBatch, batch_sizes, embed_batch_task
 from tasks.indexing import index_document_task, remove_documents_task
 from tasks.parsing import ParseError
 from tasks.planning import plan_task
@@ -116,19 +116,17 @@ def _embed_and_index(
     total = sum(len(doc.chunks) for doc in documents)
     slots: list[list[tuple[int, int]]] = []
     batches: list[EmbedBatch] = []
-    texts: list[str] = []
-    slot: list[tuple[int, int]] = []
-    for doc_index, doc in enumerate(documents):
-        for chunk_index, text in enumerate(doc.embed_texts):
-            texts.append(text)
-            slot.append((doc_index, chunk_index))
-            if len(texts) == settings.embed_batch_size:
-                batches.append(EmbedBatch(model_id=model_id, texts=texts))
-                slots.append(slot)
-                texts, slot = [], []
-    if texts:
-        batches.append(EmbedBatch(model_id=model_id, texts=texts))
-        slots.append(slot)
+    items = [
+        (doc_index, chunk_index, text)
+        for doc_index, doc in enumerate(documents)
+        for chunk_index, text in enumerate(doc.embed_texts)
+    ]
+    start = 0
+    for size in batch_sizes(total, settings.embed_batch_size, worker_slots()):
+        batch = items[start : start + size]
+        batches.append(EmbedBatch(model_id=model_id, texts=[text for _, _, text in batch]))
+        slots.append([(doc_index, chunk_index) for doc_index, chunk_index, _ in batch])
+        start += size
 
     progress.update("embedding", 0, total, f"Embedding {total} chunks")
     vectors: list[list[list[float] | None]] = [[None] * len(doc.chunks) for doc in documents]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import math
 from typing import Any
 
 from prefect import Task, task
@@ -25,6 +26,20 @@ class EmbedBatch(BaseModel):
 
 class EmbeddingMismatchError(RuntimeError):
     """The worker's model is not the one the run planned with (mixed configuration)."""
+
+
+def batch_sizes(total: int, max_size: int, slots: int) -> list[int]:
+    """Sizes of the batches that cover `total` chunks, at most `max_size` each.
+
+    Their number is a multiple of the worker slots and their sizes differ by one at most, so
+    every worker gets the same work and none idles while another embeds the last batch.
+    """
+    if total <= 0:
+        return []
+    count = math.ceil(math.ceil(total / max_size) / max(1, slots)) * max(1, slots)
+    count = min(count, total)
+    size, extra = divmod(total, count)
+    return [size + 1] * extra + [size] * (count - extra)
 
 
 def embed_texts(batch: EmbedBatch) -> list[list[float]]:
