@@ -15,7 +15,7 @@ from api.events import EventBroker
 from api.limits import make_limiter
 from api.limits_prefect import prefect_httpx_settings
 from api.metrics import instrument
-from api.routes import audits, documents, events, health, metrics, search, tasks
+from api.routes import documents, events, health, metrics, search, tasks
 from core.embedder import get_embedder
 from core.settings import get_settings
 
@@ -51,7 +51,6 @@ def create_app() -> FastAPI:
     )
     for router in (
         documents.router,
-        audits.router,
         tasks.router,
         events.router,
         search.router,
