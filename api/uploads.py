@@ -8,8 +8,8 @@ import unicodedata
 import uuid
 from pathlib import Path
 
-from fastapi import HTTPException, status
-from starlette.datastructures import UploadFile
+from fastapi import HTTPException, Request, status
+from starlette.datastructures import FormData, UploadFile
 
 from api.errors import invalid
 
@@ -22,6 +22,33 @@ MAX_NAME_CHARS = 120
 # File systems allow 255 bytes per name, and \w keeps letters that take 3-4 bytes in UTF-8.
 MAX_NAME_BYTES = 200
 _MAX_SUFFIX_CHARS = 10
+
+
+async def read_multipart(
+    request: Request, *, max_bytes: int, max_files: int, max_fields: int = 10
+) -> FormData:
+    """The request's multipart form once its declared length and type are acceptable.
+
+    411 without a Content-Length, 413 past `max_bytes`, 415 when it is not multipart, 400 when
+    the body does not parse.
+    """
+    length = request.headers.get("content-length")
+    if length is None or not length.isdigit():
+        raise HTTPException(status.HTTP_411_LENGTH_REQUIRED, "Content-Length is required")
+    if int(length) > max_bytes:
+        raise HTTPException(status.HTTP_413_CONTENT_TOO_LARGE, "upload is too large")
+    if not request.headers.get("content-type", "").startswith("multipart/form-data"):
+        raise HTTPException(
+            status.HTTP_415_UNSUPPORTED_MEDIA_TYPE, "send the files as multipart/form-data"
+        )
+    try:
+        return await request.form(max_files=max_files, max_fields=max_fields)
+    except HTTPException:
+        raise
+    except Exception as exc:
+        raise HTTPException(
+            status.HTTP_400_BAD_REQUEST, f"malformed multipart body: {exc}"
+        ) from exc
 
 
 def safe_name(filename: str | None) -> str:
