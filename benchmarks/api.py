@@ -22,13 +22,14 @@ the stack is started with OCTAVIUS_RATE_LIMIT_PER_MINUTE, OCTAVIUS_RATE_LIMIT_BU
 OCTAVIUS_MAX_TASKS_IN_FLIGHT raised far above what the run needs: no request is refused, while
 the limiter's own checks still run on every request, as in production.
 
-Flow-run processes: `deployments/serve.py` calls serve() without a limit, so the embedded
-stack starts every scheduled run at once, one process each (about 110 MB; 100 uploads make
-about 100 processes on this machine's 2 cores). By default the run gives the served
-`ingest-documents/default` deployment the concurrency limit prefect.yaml declares for it (4),
-through Prefect's API, with Prefect's wait before a run retries for a slot cut from 30 s to
+Flow-run processes: `deployments/serve.py` runs at most OCTAVIUS_FLOW_RUN_LIMIT (4) flow runs
+at once. By default the run also gives the served `ingest-documents/default` deployment the
+concurrency limit prefect.yaml declares for it (4), through Prefect's API, with Prefect's wait
+before a run retries for a slot cut from 30 s to
 PREFECT_SERVER_DEPLOYMENTS_CONCURRENCY_SLOT_WAIT_SECONDS=5; `--run-limit 0` measures the stack
 as shipped. The peak number of flow-run processes and their memory are printed either way.
+
+Output is line-buffered, so a run's figures show as they come even when redirected to a file.
 
 The stack is stopped with SIGINT (as Ctrl-C does) at the end and on any error; the temporary
 folder is removed after a clean run and kept, with the stack's logs, after a failed one.
@@ -400,6 +401,7 @@ async def measure(info: dict, stack_pid: int, documents: list, args: argparse.Na
 
 
 def main() -> None:
+    sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
