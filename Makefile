@@ -7,7 +7,7 @@ export TRANSFORMERS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
 
-.PHONY: install up test lint fmt bench clean
+.PHONY: install up test lint fmt bench clean alerts reindex cleanup scale-test
 
 install: $(VENV)/.installed
 
@@ -34,6 +34,21 @@ lint: install
 fmt: install
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
+
+# Prefect automations (crash detection, queue backlog, failures) on the server of PREFECT_API_URL.
+alerts: install
+	$(BIN)/python -m deployments.automations
+
+reindex: install
+	$(BIN)/octavius reindex
+
+cleanup: install
+	$(BIN)/octavius cleanup
+
+# The scale-out topology on loopback (PostgreSQL, Prefect server, 2 workers, 2 APIs, Dask):
+# 100 tasks at once, each must complete exactly once (scripts/scale_test.py, docs/deployment.md).
+scale-test: install
+	$(BIN)/python scripts/scale_test.py
 
 bench: install
 	$(BIN)/python benchmarks/store.py

@@ -9,7 +9,6 @@ import math
 import random
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
 from uuid import UUID
 
 import httpx
@@ -38,7 +37,6 @@ IN_FLIGHT_STATES = (StateType.SCHEDULED, StateType.PENDING, StateType.RUNNING, S
 _SLOT_LEASE_S = 300.0
 # Time the rate check may take before it lets the request through unchecked.
 _RATE_CHECK_BUDGET_S = 2.0
-_LIMITS_PATH = "/v2/concurrency_limits/"
 # Tries to fit a new task beside concurrent requests of the same user before refusing.
 _SLOT_ATTEMPTS = 3
 # The most runs Prefect's API returns for one read.
@@ -55,26 +53,6 @@ def rate_limit_name(user: str, settings: Settings) -> str:
 def task_slots_limit_name(user: str) -> str:
     """Prefect limit whose slots are the user's tasks being created right now."""
     return f"octavius-tasks:user:{user}"
-
-
-async def _retry_busy_soon(response: httpx.Response) -> None:
-    if (
-        response.status_code == status.HTTP_503_SERVICE_UNAVAILABLE
-        and _LIMITS_PATH in response.request.url.path
-        and "Retry-After" not in response.headers
-        and response.headers.get("Prefect-Maintenance") != "true"
-    ):
-        response.headers["Retry-After"] = f"{random.uniform(0.02, 0.2):.3f}"
-
-
-def prefect_httpx_settings() -> dict[str, Any]:
-    """Settings of the API's Prefect client: a limit write that meets a busy database is
-    retried after tens of milliseconds, not seconds.
-
-    Two concurrent writes to Prefect's SQLite database answer 503 at once, and Prefect's
-    client waits 2 s before trying again unless the answer carries a Retry-After.
-    """
-    return {"event_hooks": {"response": [_retry_busy_soon]}}
 
 
 async def _create_limit(client: PrefectClient, limit: GlobalConcurrencyLimitCreate) -> None:

@@ -6,6 +6,7 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI
 from prefect.client.orchestration import get_client
@@ -13,13 +14,29 @@ from prefect.client.orchestration import get_client
 from api.errors import install_error_handlers
 from api.events import EventBroker
 from api.limits import make_limiter
-from api.limits_prefect import prefect_httpx_settings
 from api.metrics import instrument
-from api.routes import documents, events, health, metrics, search, tasks
+from api.prefect_client import prefect_httpx_settings
+from api.routes import audits, documents, events, health, metrics, research, search, tasks
+from api.schemas import ErrorDetail
 from core.embedder import get_embedder
 from core.settings import get_settings
 
 logger = logging.getLogger(__name__)
+
+# Every /api route authenticates its caller and counts against the caller's limits.
+USER_ROUTE_RESPONSES: dict[int | str, dict[str, Any]] = {
+    401: {"model": ErrorDetail, "description": "Missing or wrong bearer token"},
+    429: {
+        "model": ErrorDetail,
+        "description": "Over the caller's request rate or tasks in flight",
+        "headers": {
+            "Retry-After": {
+                "description": "Seconds to wait before trying again",
+                "schema": {"type": "integer"},
+            }
+        },
+    },
+}
 
 
 @asynccontextmanager
@@ -51,12 +68,14 @@ def create_app() -> FastAPI:
     )
     for router in (
         documents.router,
+        audits.router,
+        research.router,
         tasks.router,
         events.router,
         search.router,
-        health.router,
-        metrics.router,
     ):
+        app.include_router(router, responses=USER_ROUTE_RESPONSES)
+    for router in (health.router, metrics.router):
         app.include_router(router)
     instrument(app)
     install_error_handlers(app)

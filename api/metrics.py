@@ -10,24 +10,31 @@ from collections.abc import Awaitable, Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Final, TypeVar, get_args
 
+import httpx
 from fastapi import FastAPI
 from prefect.client.orchestration import PrefectClient
 from prefect.client.schemas.filters import (
+    DeploymentFilter,
+    DeploymentFilterTags,
     FlowRunFilter,
     FlowRunFilterEndTime,
     FlowRunFilterNextScheduledStartTime,
     FlowRunFilterState,
     FlowRunFilterStateType,
     FlowRunFilterTags,
+    WorkerFilter,
+    WorkerFilterStatus,
 )
-from prefect.client.schemas.objects import StateType
+from prefect.client.schemas.objects import DeploymentStatus, StateType, WorkerStatus
 from prefect.client.schemas.sorting import FlowRunSort
+from prefect.exceptions import ObjectNotFound
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.metrics_core import GaugeMetricFamily, Metric
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.prefect_tasks import KIND_TAG
 from api.schemas import TaskKind
+from deployments.names import WORK_POOL
 
 logger = logging.getLogger(__name__)
 
@@ -40,6 +47,8 @@ QUANTILES: Final = (0.5, 0.9, 1.0)
 LATENCY_BUCKETS: Final = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 _METHODS: Final = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 _PREFECT_CONCURRENCY: Final = 8
+#: Final states whose counts make the per-minute rates.
+FINISHED: Final = (StateType.COMPLETED, StateType.FAILED, StateType.CRASHED)
 
 
 class ApiMetrics:
@@ -230,12 +239,101 @@ async def task_families(client: PrefectClient, now: datetime | None = None) -> l
     return [tasks, queue, durations, sampled]
 
 
+async def rate_families(client: PrefectClient, now: datetime | None = None) -> list[Metric]:
+    """Throughput, success and failure rates and mean run time over the last DURATION_WINDOW,
+    and the workers and served deployments Prefect sees alive."""
+    now = now or datetime.now(UTC)
+    since = now - DURATION_WINDOW
+    minutes = DURATION_WINDOW.total_seconds() / 60
+    finished = await asyncio.gather(
+        *(
+            client.count_flow_runs(
+                flow_run_filter=_kind_filter(
+                    kind, state=_state(s), end_time=FlowRunFilterEndTime(after_=since)
+                )
+            )
+            for kind in KINDS
+            for s in FINISHED
+        )
+    )
+    per_minute = GaugeMetricFamily(
+        "octavius_tasks_finished_per_minute",
+        f"Tasks that reached a final state per minute over the last {minutes:.0f} minutes.",
+        labels=["kind", "state"],
+    )
+    success = GaugeMetricFamily(
+        "octavius_task_success_rate",
+        "Share of tasks finished in the window that completed (absent when none finished).",
+        labels=["kind"],
+    )
+    failure = GaugeMetricFamily(
+        "octavius_task_failure_rate",
+        "Share of tasks finished in the window that failed or crashed (absent when none did).",
+        labels=["kind"],
+    )
+    counts = iter(finished)
+    for kind in KINDS:
+        by_state = {s: next(counts) for s in FINISHED}
+        total = sum(by_state.values())
+        for s, value in by_state.items():
+            per_minute.add_metric([kind, s.value], value / minutes)
+        if total:
+            success.add_metric([kind], by_state[StateType.COMPLETED] / total)
+            failure.add_metric([kind], (total - by_state[StateType.COMPLETED]) / total)
+    recent = await asyncio.gather(
+        *(
+            client.read_flow_runs(
+                flow_run_filter=_kind_filter(
+                    kind,
+                    state=_state(StateType.COMPLETED),
+                    end_time=FlowRunFilterEndTime(after_=since),
+                ),
+                sort=FlowRunSort.END_TIME_DESC,
+                limit=DURATION_SAMPLE,
+            )
+            for kind in KINDS
+        )
+    )
+    mean = GaugeMetricFamily(
+        "octavius_task_duration_mean_seconds",
+        f"Mean run time of tasks completed in the window (newest {DURATION_SAMPLE}).",
+        labels=["kind"],
+    )
+    for kind, runs in zip(KINDS, recent, strict=True):
+        if runs:
+            mean.add_metric([kind], sum(r.total_run_time.total_seconds() for r in runs) / len(runs))
+    try:
+        workers = await client.read_workers_for_work_pool(
+            WORK_POOL,
+            worker_filter=WorkerFilter(status=WorkerFilterStatus(any_=[WorkerStatus.ONLINE.value])),
+        )
+    except (ObjectNotFound, httpx.HTTPStatusError) as exc:
+        # The embedded stack serves deployments without a work pool.
+        if isinstance(exc, httpx.HTTPStatusError) and exc.response.status_code != 404:
+            raise
+        workers = []
+    active = GaugeMetricFamily(
+        "octavius_active_workers", f"Prefect workers online in the {WORK_POOL} work pool."
+    )
+    active.add_metric([], len(workers))
+    deployments = await client.read_deployments(
+        deployment_filter=DeploymentFilter(tags=DeploymentFilterTags(all_=["octavius"]))
+    )
+    ready = GaugeMetricFamily(
+        "octavius_deployments_ready",
+        "Deployments whose runner or worker polled Prefect recently (status READY).",
+    )
+    ready.add_metric([], sum(1 for d in deployments if d.status == DeploymentStatus.READY))
+    return [per_minute, success, failure, mean, active, ready]
+
+
 async def render(client: PrefectClient, api: ApiMetrics | None) -> bytes:
     """Prometheus text: request metrics, task metrics and whether Prefect answered."""
     up = GaugeMetricFamily("octavius_prefect_up", "Whether Prefect answered this scrape.")
     families: list[Metric] = []
     try:
         families = await task_families(client)
+        families += await rate_families(client)
         up.add_metric([], 1)
     except Exception:
         logger.exception("reading task metrics from Prefect failed")

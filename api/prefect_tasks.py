@@ -34,6 +34,7 @@ from pydantic import BaseModel
 
 from api.schemas import TaskKind, TaskPage, TaskProgress, TaskState, TaskStatus, TaskSummary
 from deployments.names import PROGRESS_EVENT
+from tasks.runs import DEAD_LETTER_TAG
 
 USER_TAG: Final = "user:"
 KIND_TAG: Final = "kind:"
@@ -345,6 +346,11 @@ async def retry_task(client: PrefectClient, run: FlowRun) -> None:
     )
     if result.status == SetStateStatus.ABORT:
         raise HTTPException(status.HTTP_409_CONFLICT, f"task cannot be retried: {_reason(result)}")
+    if DEAD_LETTER_TAG in run.tags:
+        # Back in the queue: no longer a dead letter (it gets the tag again if it fails again).
+        await client.update_flow_run(
+            run.id, tags=[tag for tag in run.tags if tag != DEAD_LETTER_TAG]
+        )
 
 
 def _reason(result: OrchestrationResult[Any]) -> str:

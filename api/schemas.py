@@ -110,3 +110,9 @@ class Health(BaseModel):
 
     status: str
     checks: dict[str, str] = Field(default_factory=dict)
+
+
+class ErrorDetail(BaseModel):
+    """The body of every error answer."""
+
+    detail: str

@@ -88,7 +88,8 @@ def summary(label: str, concurrency: int, times: list[float]) -> str:
 async def measure(requests: int, levels: list[int]) -> None:
     from prefect.client.orchestration import get_client
 
-    from api.limits_prefect import check_rate, prefect_httpx_settings, task_slot
+    from api.limits_prefect import check_rate, task_slot
+    from api.prefect_client import prefect_httpx_settings
     from core.settings import Settings
 
     settings = Settings(rate_limit_per_minute=10**6, rate_limit_burst=10**6)

@@ -227,10 +227,13 @@ class LogoRule(_Rule):
     severity: Severity = Severity.ERROR
 
 
+_BOTH_LANGUAGES: tuple[AuditLanguage, ...] = ("es", "en")
+
+
 class SpellingRule(_Rule):
     """What the grammar auditor checks and which words it never flags."""
 
-    languages: list[AuditLanguage] = Field(default_factory=lambda: ["es", "en"])
+    languages: list[AuditLanguage] = Field(default_factory=lambda: list(_BOTH_LANGUAGES))
     glossary: list[str] = Field(default_factory=list, description="Words never flagged.")
     severity: Severity = Severity.WARNING
 

@@ -8,7 +8,6 @@ import random
 import threading
 import time
 from collections.abc import Callable, Sequence
-from email.utils import parsedate_to_datetime
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
@@ -16,6 +15,7 @@ from typing import Any, Protocol, runtime_checkable
 import httpx
 import numpy as np
 
+from core.http_retry import is_transient_status, retry_after_s
 from core.settings import Settings, get_settings
 
 logger = logging.getLogger(__name__)
@@ -26,11 +26,6 @@ BUNDLED_MODEL_NAME = "all-MiniLM-L6-v2"
 _FINGERPRINT_SUFFIXES = frozenset({".json", ".safetensors", ".bin", ".txt", ".model"})
 _FINGERPRINT_SKIP = frozenset({"README.md", "data_config.json"})
 _FINGERPRINT_SKIP_DIRS = frozenset({"onnx", "openvino", ".git", ".cache"})
-
-
-def is_transient_status(status_code: int) -> bool:
-    """Whether an HTTP status means the same request may succeed later."""
-    return status_code in (408, 425, 429) or status_code >= 500
 
 
 class EmbeddingError(Exception):
@@ -202,20 +197,6 @@ class SentenceTransformerEmbedder:
         return result
 
 
-def _retry_after_seconds(response: httpx.Response) -> float | None:
-    value = response.headers.get("Retry-After")
-    if value is None:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        return max(0.0, parsedate_to_datetime(value).timestamp() - time.time())
-    except (TypeError, ValueError):
-        return None
-
-
 class OpenAIEmbedder:
     """A client of an OpenAI-compatible `POST {base_url}/embeddings` endpoint."""
 
@@ -305,7 +286,7 @@ class OpenAIEmbedder:
                 error = TransientEmbeddingError(
                     f"Embeddings server {self._model_id} answered {response.status_code}"
                 )
-                retry_after = _retry_after_seconds(response)
+                retry_after = retry_after_s(response)
                 if retry_after is not None and retry_after > self._backoff_max:
                     # Waiting that long in-process would hold a worker; let the task retry later.
                     raise error

@@ -207,7 +207,14 @@ class Settings(BaseSettings):
     alert_window_minutes: int = Field(
         default=60,
         ge=1,
-        description="Window of the failure automation, and of the /metrics rates, in minutes.",
+        description="Window of the failure and queue-backlog automations, in minutes.",
+    )
+    crash_after_s: int = Field(
+        default=600,
+        ge=45,
+        description="Seconds without a flow-run heartbeat after which the crash automation marks "
+        "a run CRASHED; must exceed PREFECT_FLOWS_HEARTBEAT_FREQUENCY of every process running "
+        "flows (the stack sets 30, Prefect's default is 180).",
     )
 
     llm_base_url: str | None = Field(

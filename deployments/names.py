@@ -10,4 +10,22 @@ INGEST_FLOW: Final = "ingest-documents"
 INGEST_DEPLOYMENT: Final = "default"
 INGEST: Final = f"{INGEST_FLOW}/{INGEST_DEPLOYMENT}"
 
+AUDIT_FLOW: Final = "audit-document"
+AUDIT_DEPLOYMENT: Final = "default"
+AUDIT: Final = f"{AUDIT_FLOW}/{AUDIT_DEPLOYMENT}"
+
+RESEARCH_FLOW: Final = "deep-research"
+RESEARCH_DEPLOYMENT: Final = "default"
+RESEARCH: Final = f"{RESEARCH_FLOW}/{RESEARCH_DEPLOYMENT}"
+
+REINDEX_FLOW: Final = "reindex-collection"
+REINDEX_DEPLOYMENT: Final = "nightly"
+REINDEX: Final = f"{REINDEX_FLOW}/{REINDEX_DEPLOYMENT}"
+REINDEX_CRON: Final = "30 2 * * *"
+
+CLEANUP_FLOW: Final = "cleanup-resources"
+CLEANUP_DEPLOYMENT: Final = "hourly"
+CLEANUP: Final = f"{CLEANUP_FLOW}/{CLEANUP_DEPLOYMENT}"
+CLEANUP_INTERVAL_S: Final = 3600
+
 PROGRESS_EVENT: Final = "octavius.progress"

@@ -23,6 +23,8 @@ from core.settings import Settings
 logger = logging.getLogger(__name__)
 
 STACK_FILE = "stack.json"
+#: Seconds between flow-run heartbeats in every process of the stack (Prefect's minimum is 30).
+HEARTBEAT_S = 30
 TOKENS_FILE = "api-tokens.json"
 
 
@@ -63,6 +65,11 @@ def child_environment(settings: Settings, prefect_api_url: str) -> dict[str, str
             "PREFECT_API_URL": prefect_api_url,
             "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
             "PREFECT_RUNNER_POLL_FREQUENCY": env.get("PREFECT_RUNNER_POLL_FREQUENCY", "1"),
+            # Heartbeats let the crash automation (deployments/automations.py) mark the runs
+            # of a killed process CRASHED.
+            "PREFECT_FLOWS_HEARTBEAT_FREQUENCY": env.get(
+                "PREFECT_FLOWS_HEARTBEAT_FREQUENCY", str(HEARTBEAT_S)
+            ),
             "HF_HUB_OFFLINE": "1",
             "TRANSFORMERS_OFFLINE": "1",
             "TOKENIZERS_PARALLELISM": "false",
@@ -166,6 +173,7 @@ class Stack:
                 "prefect-server",
             )
             wait_healthy(f"{prefect_api_url}/health", 120, lambda: server.poll() is None)
+        self._apply_automations(prefect_api_url)
         token = self._ensure_token(env)
         dask_address = settings.dask_address or self._start_cluster(env)
         env["OCTAVIUS_DASK_ADDRESS"] = dask_address
@@ -182,7 +190,9 @@ class Stack:
                 "--port",
                 str(settings.api_port),
             ],
-            env,
+            # The API's client retries a busy Prefect database after tens of milliseconds
+            # (api/prefect_client.py), so it can afford more, shorter retries.
+            {"PREFECT_CLIENT_MAX_RETRIES": "8"} | env,
             "api",
         )
         api_url = f"http://{settings.api_host}:{settings.api_port}"
@@ -197,6 +207,19 @@ class Stack:
         )
         (settings.home / STACK_FILE).write_text(json.dumps(info.model_dump(), indent=2))
         return info
+
+    def _apply_automations(self, prefect_api_url: str) -> None:
+        """Creates or updates the repository's automations; a failure only warns."""
+        from prefect.settings import PREFECT_API_URL, temporary_settings
+
+        from deployments.automations import apply_automations
+
+        try:
+            with temporary_settings({PREFECT_API_URL: prefect_api_url}):
+                apply_automations(self.settings)
+        except Exception as exc:
+            logger.warning("could not apply the automations: %s", exc)
+            self.echo(f"Automations not applied ({exc}); run `make alerts` later.")
 
     def _ensure_token(self, env: dict[str, str]) -> str | None:
         """A local API token for OCTAVIUS_TENANT when no token is configured; returns it."""

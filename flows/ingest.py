@@ -33,6 +33,7 @@ from tasks.reporting import (
     publish_report_task,
     removed_report,
 )
+from tasks.runs import mark_dead_letter
 
 STAGES = {"planning": 1.0, "parsing": 2.0, "embedding": 6.0, "indexing": 1.0}
 
@@ -41,6 +42,8 @@ STAGES = {"planning": 1.0, "parsing": 2.0, "embedding": 6.0, "indexing": 1.0}
     name=INGEST_FLOW,
     task_runner=SettingsDaskTaskRunner(),  # type: ignore[arg-type]
     persist_result=True,
+    on_failure=[mark_dead_letter],
+    on_crashed=[mark_dead_letter],
 )
 def ingest_documents(
     paths: list[str],

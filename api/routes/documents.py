@@ -9,6 +9,7 @@ from fastapi import APIRouter, Header, Request, Response, status
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 
+from api.accepted import accepted
 from api.deps import CurrentUser, PrefectDep, SettingsDep, TaskSlot
 from api.errors import invalid
 from api.prefect_tasks import IDEMPOTENCY_KEY_PATTERN, find_task, start_task
@@ -39,16 +40,6 @@ _MULTIPART_BODY: dict[str, Any] = {
 }
 
 
-def task_links(request: Request, task_id: str, base_url: str | None) -> TaskAccepted:
-    """The 202 body: the task id and where to follow it."""
-    base = (base_url or "").rstrip("/")
-    return TaskAccepted(
-        task_id=task_id,
-        status_url=f"{base}/api/tasks/{task_id}",
-        events_url=f"{base}/api/tasks/{task_id}/events",
-    )
-
-
 @router.post(
     "/upload",
     status_code=status.HTTP_202_ACCEPTED,
@@ -75,9 +66,7 @@ async def upload_documents(
     if idempotency_key is not None:
         earlier = await find_task(client, user=user, kind="ingest", key=idempotency_key)
         if earlier is not None:
-            accepted = task_links(request, str(earlier.id), settings.api_base_url)
-            response.headers["Location"] = accepted.status_url
-            return accepted
+            return accepted(response, str(earlier.id), settings.api_base_url)
     max_file = int(settings.max_file_mb * 2**20)
     form = await read_multipart(
         request,
@@ -118,6 +107,4 @@ async def upload_documents(
     if run.parameters.get("paths") != list(paths):
         # A concurrent request with the same key won: its run ingests its own copy.
         shutil.rmtree(folder, ignore_errors=True)
-    accepted = task_links(request, str(run.id), settings.api_base_url)
-    response.headers["Location"] = accepted.status_url
-    return accepted
+    return accepted(response, str(run.id), settings.api_base_url)

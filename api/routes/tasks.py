@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Request, Response, status
+from fastapi import APIRouter, Query, Response, status
 from pydantic import AfterValidator
 
-from api.deps import CurrentUser, PrefectDep, SettingsDep
+from api.accepted import accepted
+from api.deps import CurrentUser, PrefectDep, SettingsDep, TaskSlot
 from api.prefect_tasks import (
     cancel_task,
     check_cursor,
@@ -16,7 +17,6 @@ from api.prefect_tasks import (
     retry_task,
     task_status,
 )
-from api.routes.documents import task_links
 from api.schemas import TaskAccepted, TaskKind, TaskPage, TaskState, TaskStatus
 
 router = APIRouter(prefix="/api/tasks", tags=["tasks"])
@@ -75,15 +75,14 @@ async def cancel(task_id: str, client: PrefectDep, user: CurrentUser) -> TaskSta
 )
 async def retry(
     task_id: str,
-    request: Request,
     response: Response,
     client: PrefectDep,
     settings: SettingsDep,
     user: CurrentUser,
+    slot: TaskSlot,
 ) -> TaskAccepted:
     """Runs a failed or crashed task again under the same id, reusing its cached steps."""
     run = await read_owned_run(client, task_id, user)
     await retry_task(client, run)
-    accepted = task_links(request, str(run.id), settings.api_base_url)
-    response.headers["Location"] = accepted.status_url
-    return accepted
+    slot.bind(str(run.id))  # in flight again: it counts against the user's cap
+    return accepted(response, str(run.id), settings.api_base_url)

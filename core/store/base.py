@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Iterator, Mapping, Sequence
+from datetime import datetime
 from typing import Any, Protocol, TypeVar, runtime_checkable
+
+from pydantic import BaseModel, Field
 
 from core.models import ChunkPayload, Point, SearchHit, SparseVector, StoredDocument
 
@@ -40,6 +44,22 @@ class StoreBusyError(TransientStoreError, TimeoutError):
 
 class StoreUnavailableError(StoreError):
     """The store cannot serve requests (readiness check failed)."""
+
+
+class CollectionVersion(BaseModel):
+    """One physical version of the collection and its role behind the alias."""
+
+    name: str = Field(description="Physical collection (or shard directory) name.")
+    number: int = Field(ge=1)
+    live: bool = Field(description="The alias points to it: searches and writes go there.")
+    building: bool = Field(
+        description="A reindex is building it: writes to the live version are mirrored to it."
+    )
+    owner: str | None = Field(default=None, description="Flow run id of the reindex building it.")
+    created_at: datetime | None = None
+    retired_at: datetime | None = Field(
+        default=None, description="When the alias left it; it is kept for a grace period."
+    )
 
 
 @runtime_checkable
@@ -88,8 +108,34 @@ class VectorStore(Protocol):
         """The tenant's `k` best BM25 matches of a sparse query vector, best first."""
         ...
 
-    def scroll(self, tenant: str) -> list[tuple[str, ChunkPayload]]:
-        """Every point id and payload of a tenant."""
+    def scroll(
+        self, tenant: str, doc_ids: Sequence[str] | None = None
+    ) -> list[tuple[str, ChunkPayload]]:
+        """Every point id and payload of a tenant, optionally of some documents only."""
+        ...
+
+    def tenants(self) -> list[str]:
+        """Every tenant with at least one indexed document, sorted."""
+        ...
+
+    def versions(self) -> list[CollectionVersion]:
+        """Every physical version of the collection, oldest first."""
+        ...
+
+    def create_version(self, dense_dim: int, owner: str | None = None) -> CollectionVersion:
+        """Create the next physical version, empty, and mark it as building."""
+        ...
+
+    def at(self, version: str) -> VectorStore:
+        """A store bound to one physical version (no alias, no mirrored writes)."""
+        ...
+
+    def activate(self, version: str) -> None:
+        """Point the alias at `version` atomically; the previous live version is retired."""
+        ...
+
+    def drop_version(self, version: str) -> None:
+        """Delete a physical version that the alias does not point to."""
         ...
 
     def count(self, tenant: str | None = None) -> int:
@@ -108,6 +154,17 @@ class VectorStore(Protocol):
 def physical_name(alias: str, version: int = 1) -> str:
     """The versioned collection (or shard directory) name an alias points to."""
     return f"{alias}_v{version}"
+
+
+def building_alias(alias: str) -> str:
+    """The second alias that names the version a reindex is building."""
+    return f"{alias}__building"
+
+
+def version_number(alias: str, name: str) -> int | None:
+    """The version number of a physical name of `alias`, or None for another name."""
+    found = re.fullmatch(rf"{re.escape(alias)}_v(\d+)", name)
+    return int(found.group(1)) if found else None
 
 
 def batched(items: Sequence[T], size: int) -> Iterator[Sequence[T]]:

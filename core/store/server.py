@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
 from functools import partial
 from typing import Any, TypeVar
 
@@ -26,14 +27,17 @@ from core.store.base import (
     SCROLL_PAGE,
     SPARSE,
     CollectionMissingError,
+    CollectionVersion,
     StoreError,
     StoreUnavailableError,
     TransientStoreError,
     batched,
+    building_alias,
     documents_from,
     hit_from,
     payload_of,
     physical_name,
+    version_number,
 )
 from core.store.retry import call_with_retry, is_transient
 
@@ -86,11 +90,15 @@ def _retrying(call: Callable[[], T], what: str, attempts: int = WRITE_ATTEMPTS) 
 class ServerStore:
     """The `VectorStore` over a Qdrant server, through qdrant-client."""
 
-    def __init__(self, client: QdrantClient, alias: str, *, batch_size: int) -> None:
-        """A store over `client` whose collection is named `alias`."""
+    def __init__(
+        self, client: QdrantClient, alias: str, *, batch_size: int, pinned: str | None = None
+    ) -> None:
+        """A store over `client` whose collection is named `alias` (or one pinned version)."""
         self.client = client
         self.alias = alias
         self.batch_size = batch_size
+        self.pinned = pinned
+        self._name = pinned or alias
 
     @classmethod
     def from_settings(cls, settings: Settings) -> ServerStore:
@@ -121,10 +129,24 @@ class ServerStore:
                 raise CollectionMissingError(f"collection {self.alias} does not exist") from exc
             raise
 
+    def _aliases(self) -> dict[str, str]:
+        """Every alias of the server and the collection it points to."""
+        aliases = _retrying(self.client.get_aliases, "get aliases").aliases
+        return {a.alias_name: a.collection_name for a in aliases}
+
     def _alias_target(self) -> str | None:
         """The physical collection the alias points to, if the alias exists."""
-        aliases = _retrying(self.client.get_aliases, "get aliases").aliases
-        return next((a.collection_name for a in aliases if a.alias_name == self.alias), None)
+        return self._aliases().get(self.alias)
+
+    def _write_targets(self) -> list[str]:
+        """Where a write goes: the live collection first, then the one a reindex is building."""
+        if self.pinned is not None:
+            return [self.pinned]
+        aliases = self._aliases()
+        building = aliases.get(building_alias(self.alias))
+        if building is None or building == aliases.get(self.alias):
+            return [self.alias]
+        return [self.alias, building]
 
     def _dense_size(self, collection: str) -> int | None:
         """The dense vector size of a collection."""
@@ -142,6 +164,17 @@ class ServerStore:
                 raise StoreError(f"collection {target} has dense size {size}, not {dense_dim}")
             return
         physical = physical_name(self.alias)
+        self._create_physical(physical, dense_dim, None)
+        operation = models.CreateAliasOperation(
+            create_alias=models.CreateAlias(collection_name=physical, alias_name=self.alias)
+        )
+        _retrying(lambda: self.client.update_collection_aliases([operation]), "create alias")
+        logger.info("created Qdrant collection %s -> %s", self.alias, physical)
+
+    def _create_physical(
+        self, physical: str, dense_dim: int, metadata: dict[str, Any] | None
+    ) -> None:
+        """Create a physical collection with its payload indexes, unless it exists."""
         if not _retrying(lambda: self.client.collection_exists(physical), "collection exists"):
             try:
                 _retrying(
@@ -155,6 +188,7 @@ class ServerStore:
                         sparse_vectors_config={
                             SPARSE: models.SparseVectorParams(modifier=models.Modifier.IDF)
                         },
+                        metadata=metadata,
                     ),
                     "create collection",
                 )
@@ -172,11 +206,6 @@ class ServerStore:
                 type=models.IntegerIndexType.INTEGER, lookup=True, range=True
             )
             self._create_index(physical, field, schema_int)
-        operation = models.CreateAliasOperation(
-            create_alias=models.CreateAlias(collection_name=physical, alias_name=self.alias)
-        )
-        _retrying(lambda: self.client.update_collection_aliases([operation]), "create alias")
-        logger.info("created Qdrant collection %s -> %s", self.alias, physical)
 
     def _create_index(
         self, collection: str, field: str, schema: models.PayloadSchemaParams
@@ -193,9 +222,10 @@ class ServerStore:
         """Write points in bounded batches, each retried on transient failures."""
         for batch in batched(points, self.batch_size):
             structs = [_point_struct(point) for point in batch]
-            self._write(
-                partial(self.client.upsert, self.alias, points=structs, wait=True), "upsert"
-            )
+            live, *building = self._write_targets()
+            self._write(partial(self.client.upsert, live, points=structs, wait=True), "upsert")
+            for target in building:
+                self._mirror(partial(self.client.upsert, target, points=structs, wait=True))
 
     def _scroll(self, filter_: models.Filter, with_payload: Any) -> list[models.Record]:
         """Every record matching a filter, page by page."""
@@ -205,7 +235,7 @@ class ServerStore:
         while True:
             call = partial(
                 self.client.scroll,
-                self.alias,
+                self._name,
                 scroll_filter=filter_,
                 limit=SCROLL_PAGE,
                 offset=offset,
@@ -225,13 +255,22 @@ class ServerStore:
     def _delete(self, filter_: models.Filter) -> None:
         """Delete the points matching a filter (nothing to do without a collection)."""
         selector = models.FilterSelector(filter=filter_)
+        live, *building = self._write_targets()
         try:
             self._write(
-                lambda: self.client.delete(self.alias, points_selector=selector, wait=True),
-                "delete",
+                partial(self.client.delete, live, points_selector=selector, wait=True), "delete"
             )
         except CollectionMissingError:
             return
+        for target in building:
+            self._mirror(partial(self.client.delete, target, points_selector=selector, wait=True))
+
+    def _mirror(self, call: Callable[[], Any]) -> None:
+        """Repeat a write on the version a reindex builds; it may have been dropped meanwhile."""
+        try:
+            self._write(call, "mirrored write")
+        except CollectionMissingError:
+            logger.info("the version being built was dropped; write not mirrored")
 
     def delete_stale_chunks(self, tenant: str, doc_id: str, keep_version: str) -> None:
         """Delete the document's points whose version is not `keep_version`."""
@@ -248,7 +287,7 @@ class ServerStore:
         """Run one query and turn its points into hits."""
         empty: list[models.ScoredPoint] = []
         points = self._read(
-            lambda: self.client.query_points(self.alias, with_payload=True, **kwargs).points,
+            lambda: self.client.query_points(self._name, with_payload=True, **kwargs).points,
             what,
             empty,
         )
@@ -292,16 +331,123 @@ class ServerStore:
             limit=k,
         )
 
-    def scroll(self, tenant: str) -> list[tuple[str, ChunkPayload]]:
-        """Every point id and payload of a tenant."""
-        records = self._scroll(_tenant_filter(tenant), True)
+    def scroll(
+        self, tenant: str, doc_ids: Sequence[str] | None = None
+    ) -> list[tuple[str, ChunkPayload]]:
+        """Every point id and payload of a tenant, optionally of some documents only."""
+        records = self._scroll(_tenant_filter(tenant, doc_ids), True)
         return [(str(r.id), ChunkPayload.model_validate(r.payload)) for r in records]
+
+    def tenants(self) -> list[str]:
+        """Every tenant with at least one indexed document, sorted."""
+        records = self._scroll(models.Filter(must=[_match("chunk_index", 0)]), ["tenant"])
+        return sorted({str((r.payload or {})["tenant"]) for r in records})
+
+    def versions(self) -> list[CollectionVersion]:
+        """Every physical collection of the alias, oldest first, with its role and metadata."""
+        aliases = self._aliases()
+        collections = _retrying(self.client.get_collections, "list collections").collections
+        found = []
+        for collection in collections:
+            number = version_number(self.alias, collection.name)
+            if number is None:
+                continue
+            info = _retrying(partial(self.client.get_collection, collection.name), "get collection")
+            meta = info.config.metadata or {}
+            found.append(
+                CollectionVersion(
+                    name=collection.name,
+                    number=number,
+                    live=aliases.get(self.alias) == collection.name,
+                    building=aliases.get(building_alias(self.alias)) == collection.name,
+                    owner=meta.get("owner"),
+                    created_at=meta.get("created_at"),
+                    retired_at=meta.get("retired_at"),
+                )
+            )
+        return sorted(found, key=lambda v: v.number)
+
+    def create_version(self, dense_dim: int, owner: str | None = None) -> CollectionVersion:
+        """Create the next collection, empty, and point the building alias at it."""
+        number = max((v.number for v in self.versions()), default=0) + 1
+        name = physical_name(self.alias, number)
+        created = datetime.now(UTC).isoformat()
+        self._create_physical(name, dense_dim, {"owner": owner, "created_at": created})
+        building = building_alias(self.alias)
+        operations: list[models.AliasOperations] = []
+        if building in self._aliases():
+            operations.append(
+                models.DeleteAliasOperation(delete_alias=models.DeleteAlias(alias_name=building))
+            )
+        operations.append(
+            models.CreateAliasOperation(
+                create_alias=models.CreateAlias(collection_name=name, alias_name=building)
+            )
+        )
+        _retrying(lambda: self.client.update_collection_aliases(operations), "building alias")
+        logger.info("building Qdrant collection version %s", name)
+        return next(v for v in self.versions() if v.name == name)
+
+    def at(self, version: str) -> ServerStore:
+        """A store bound to one physical collection (no alias, no mirrored writes)."""
+        return ServerStore(self.client, self.alias, batch_size=self.batch_size, pinned=version)
+
+    def _set_metadata(self, collection: str, metadata: dict[str, Any]) -> None:
+        """Merge keys into a collection's metadata."""
+        _retrying(lambda: self.client.update_collection(collection, metadata=metadata), "metadata")
+
+    def activate(self, version: str) -> None:
+        """Swap the alias to `version` in one atomic alias request; retire the previous one."""
+        if version_number(self.alias, version) is None or not _retrying(
+            lambda: self.client.collection_exists(version), "collection exists"
+        ):
+            raise StoreError(f"no collection version {version}")
+        aliases = self._aliases()
+        previous = aliases.get(self.alias)
+        # Retirement is stamped first: a stamp on the live version means nothing, a missing
+        # one would keep an old version forever.
+        if previous is not None and previous != version:
+            self._set_metadata(previous, {"retired_at": datetime.now(UTC).isoformat()})
+        self._set_metadata(version, {"retired_at": None})
+        operations: list[models.AliasOperations] = []
+        if previous is not None:
+            operations.append(
+                models.DeleteAliasOperation(delete_alias=models.DeleteAlias(alias_name=self.alias))
+            )
+        operations.append(
+            models.CreateAliasOperation(
+                create_alias=models.CreateAlias(collection_name=version, alias_name=self.alias)
+            )
+        )
+        building = building_alias(self.alias)
+        if aliases.get(building) == version:
+            operations.append(
+                models.DeleteAliasOperation(delete_alias=models.DeleteAlias(alias_name=building))
+            )
+        _retrying(lambda: self.client.update_collection_aliases(operations), "swap alias")
+        logger.info("alias %s now points to %s (was %s)", self.alias, version, previous)
+
+    def drop_version(self, version: str) -> None:
+        """Delete a physical collection the alias does not point to (also one being built)."""
+        aliases = self._aliases()
+        if aliases.get(self.alias) == version:
+            raise StoreError(f"{version} is the live version of {self.alias}")
+        if version_number(self.alias, version) is None:
+            raise StoreError(f"{version} is not a version of {self.alias}")
+        building = building_alias(self.alias)
+        if aliases.get(building) == version:
+            operation = models.DeleteAliasOperation(
+                delete_alias=models.DeleteAlias(alias_name=building)
+            )
+            _retrying(lambda: self.client.update_collection_aliases([operation]), "drop alias")
+        _retrying(lambda: self.client.delete_collection(version), "drop collection")
+        logger.info("dropped collection version %s", version)
 
     def count(self, tenant: str | None = None) -> int:
         """The number of points of a tenant, or of the whole collection."""
         filter_ = None if tenant is None else _tenant_filter(tenant)
         result = self._read(
-            lambda: self.client.count(self.alias, count_filter=filter_, exact=True),
+            lambda: self.client.count(self._name, count_filter=filter_, exact=True),
             "count",
             models.CountResult(count=0),
         )

@@ -15,6 +15,7 @@ import pypdfium2.raw as pdfium_c
 
 from core.models import FailureReason
 from tasks.parsers import BlockList, ParseError, ParserOutput, collapse_spaces
+from tasks.parsers.pdf_streams import check_inflated_streams
 
 logger = logging.getLogger(__name__)
 
@@ -65,6 +66,7 @@ class _Line(NamedTuple):
 
 def parse_pdf(path: Path, *, max_pages: int) -> ParserOutput:
     """Return paragraph and heading blocks of a PDF, one page at a time, with its title."""
+    check_inflated_streams(path)  # before PDFium, which inflates whole streams into memory
     with PDFIUM_LOCK:
         try:
             document = pdfium.PdfDocument(path)

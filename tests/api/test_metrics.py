@@ -8,9 +8,10 @@ import httpx
 import pytest
 from prefect.client.orchestration import PrefectClient
 from prefect.client.schemas.objects import FlowRun
-from prefect.states import Cancelled, Completed, Running
+from prefect.states import Cancelled, Completed, Failed, Running
 from prometheus_client.parser import text_string_to_metric_families
 
+from api.metrics import DURATION_WINDOW
 from deployments.names import INGEST_FLOW
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
@@ -93,3 +94,30 @@ async def test_metrics_need_no_user_token(client: httpx.AsyncClient) -> None:
     response = await client.get("/metrics", headers={"Authorization": ""})
     assert response.status_code == 200
     assert "octavius_tasks" in response.text
+
+
+async def test_metrics_rates_mean_duration_and_workers(client: httpx.AsyncClient) -> None:
+    prefect: PrefectClient = client.app.state.prefect  # type: ignore[attr-defined]
+    before = await _scrape(client)
+    outcomes = [Completed(), Completed(), Completed(), Failed(message="boom")]
+    for state in outcomes:
+        run = await _new_task(prefect, "ingest")
+        await prefect.set_flow_run_state(run.id, Running(), force=True)
+        await prefect.set_flow_run_state(run.id, state, force=True)
+    after = await _scrape(client)
+    minutes = DURATION_WINDOW.total_seconds() / 60
+
+    def delta(name: str, **labels: str) -> float:
+        return _value(after, name, **labels) - _value(before, name, **labels)
+
+    per_minute = "octavius_tasks_finished_per_minute"
+    assert delta(per_minute, kind="ingest", state="COMPLETED") == pytest.approx(3 / minutes)
+    assert delta(per_minute, kind="ingest", state="FAILED") == pytest.approx(1 / minutes)
+    success = _value(after, "octavius_task_success_rate", kind="ingest")
+    failure = _value(after, "octavius_task_failure_rate", kind="ingest")
+    assert 0 < failure < 1
+    assert success + failure == pytest.approx(1.0)
+    assert _value(after, "octavius_task_duration_mean_seconds", kind="ingest") >= 0
+    assert ("octavius_task_duration_mean_seconds", frozenset({("kind", "ingest")})) in after
+    assert ("octavius_active_workers", frozenset()) in after
+    assert ("octavius_deployments_ready", frozenset()) in after

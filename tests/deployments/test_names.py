@@ -23,7 +23,13 @@ def test_every_prefect_yaml_entrypoint_loads_its_flow(monkeypatch) -> None:
         flow = load_flow_from_entrypoint(deployment["entrypoint"])
         # The importable module's flow, so Dask workers can unpickle the run context.
         assert flow.fn.__module__.startswith("flows."), deployment["entrypoint"]
-        assert f"{flow.name}/{deployment['name']}" in {names.INGEST}
+        assert f"{flow.name}/{deployment['name']}" in {
+            names.INGEST,
+            names.AUDIT,
+            names.RESEARCH,
+            names.REINDEX,
+            names.CLEANUP,
+        }
 
 
 def test_prefect_yaml_uses_the_octavius_pool() -> None:
@@ -36,4 +42,27 @@ def test_served_deployments_match_prefect_yaml() -> None:
     for deployment in _declared():
         flow = load_flow_from_entrypoint(str(REPO / deployment["entrypoint"]))
         declared.add((flow.name, deployment["name"]))
-    assert served == declared == {(names.INGEST_FLOW, names.INGEST_DEPLOYMENT)}
+    assert (
+        served
+        == declared
+        == {
+            (names.INGEST_FLOW, names.INGEST_DEPLOYMENT),
+            (names.AUDIT_FLOW, names.AUDIT_DEPLOYMENT),
+            (names.RESEARCH_FLOW, names.RESEARCH_DEPLOYMENT),
+            (names.REINDEX_FLOW, names.REINDEX_DEPLOYMENT),
+            (names.CLEANUP_FLOW, names.CLEANUP_DEPLOYMENT),
+        }
+    )
+
+
+def test_operations_schedules_match_names() -> None:
+    by_name = {d["name"]: d for d in _declared()}
+    assert by_name[names.REINDEX_DEPLOYMENT]["schedules"][0]["cron"] == names.REINDEX_CRON
+    assert by_name[names.CLEANUP_DEPLOYMENT]["schedules"][0]["interval"] == (
+        names.CLEANUP_INTERVAL_S
+    )
+    served = {d.name: d for d in runner_deployments()}
+    assert served[names.REINDEX_DEPLOYMENT].schedules[0].schedule.cron == names.REINDEX_CRON
+    assert served[names.CLEANUP_DEPLOYMENT].schedules[0].schedule.interval.total_seconds() == (
+        names.CLEANUP_INTERVAL_S
+    )

@@ -1,0 +1,1 @@
+"""Deep research: plan sub-questions, retrieve, select passages, write a cited report."""

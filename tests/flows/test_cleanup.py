@@ -1,0 +1,147 @@
+"""Cleanup through Prefect's harness and the embedded store: dry run, real run, in-use data kept."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from prefect import flow
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate
+from prefect.exceptions import ObjectNotFound
+from prefect.states import Scheduled
+
+from core.ops_models import CleanupKind, CleanupReport
+from core.settings import get_settings
+from core.store import get_store
+from core.store.edge import VERSIONS_FILE
+from flows.cleanup import cleanup_resources
+from tests.core.test_store import DIM, make_points
+
+OLD = time.time() - 30 * 24 * 3600
+LIMITS = ["octavius-rate:1pm:1:user:bob", "octavius-rate:600pm:60:user:bob"]
+
+
+@flow(name="cleanup-test-consumer")
+def consumer(paths: list[str]) -> None:
+    """A flow whose scheduled run names an upload, as an ingestion does."""
+
+
+def _age(path: Path) -> None:
+    for p in [path, *path.rglob("*")]:
+        os.utime(p, (OLD, OLD))
+
+
+async def _limit_names() -> set[str]:
+    async with get_client() as client:
+        return {limit.name for limit in await client.read_global_concurrency_limits(limit=200)}
+
+
+@pytest.fixture
+def litter(prefect_harness: None, octavius_home: Path, tmp_path: Path) -> Iterator[dict[str, str]]:
+    """Old and fresh uploads and results, an orphan document, expired versions, old limits."""
+    settings = get_settings()
+    uploads = settings.uploads_dir / "acme"
+    paths = {}
+    for name in ("old", "in-use", "fresh"):
+        folder = uploads / uuid.uuid4().hex
+        folder.mkdir(parents=True)
+        (folder / f"{name}.txt").write_text(name)
+        paths[name] = str(folder)
+    _age(Path(paths["old"]))
+    _age(Path(paths["in-use"]))
+    settings.results_dir.mkdir(parents=True)
+    (settings.results_dir / "old-result").write_text("{}")
+    (settings.results_dir / "new-result").write_text("{}")
+    _age(settings.results_dir / "old-result")
+    paths["old-result"] = str(settings.results_dir / "old-result")
+
+    store = get_store(settings)
+    store.ensure_collection(DIM)
+    v2 = store.create_version(DIM)
+    store.activate(v2.name)
+    meta = json.loads((settings.store_dir / VERSIONS_FILE).read_text())
+    meta["octavius_v1"]["retired_at"] = "2020-01-01T00:00:00+00:00"  # long past its grace
+    (settings.store_dir / VERSIONS_FILE).write_text(json.dumps(meta))
+    store.create_version(DIM, owner=str(uuid.uuid4()))  # a reindex run that no longer exists
+    kept_source = tmp_path / "kept.txt"
+    kept_source.write_text("still here")
+    points = [
+        p.model_copy(update={"payload": p.payload.model_copy(update={"source": source})})
+        for doc, source in (("gone", str(tmp_path / "gone.txt")), ("kept", str(kept_source)))
+        for p in make_points("acme", doc, 2)
+    ]
+    store.upsert(points)
+    paths["gone"] = next(d.doc_id for d in store.documents("acme").values() if "gone" in d.source)
+
+    async def setup_prefect() -> uuid.UUID:
+        async with get_client() as client:
+            for name in LIMITS:
+                await client.create_global_concurrency_limit(
+                    GlobalConcurrencyLimitCreate(name=name, limit=10)
+                )
+            in_use = str(Path(paths["in-use"]).resolve() / "in-use.txt")
+            run = await client.create_flow_run(
+                consumer, parameters={"paths": [in_use]}, state=Scheduled()
+            )
+            return run.id
+
+    run_id = asyncio.run(setup_prefect())
+    yield paths
+
+    async def teardown_prefect() -> None:
+        async with get_client() as client:
+            await client.delete_flow_run(run_id)
+            for name in LIMITS:
+                with contextlib.suppress(ObjectNotFound):  # cleanup removed the old one
+                    await client.delete_global_concurrency_limit_by_name(name)
+
+    asyncio.run(teardown_prefect())
+
+
+def _targets(report: CleanupReport, kind: CleanupKind) -> set[str]:
+    return {item.target for item in report.removed if item.kind is kind}
+
+
+def test_cleanup_dry_run_lists_and_real_run_removes(litter: dict[str, str]) -> None:
+    settings = get_settings()
+    store = get_store(settings)
+    dry = cleanup_resources(dry_run=True)
+    expected = {
+        CleanupKind.UPLOAD: {litter["old"]},
+        CleanupKind.RESULT: {litter["old-result"]},
+        CleanupKind.ORPHAN_DOCUMENT: {f"acme/{litter['gone']}"},
+        CleanupKind.COLLECTION_VERSION: {"octavius_v1", "octavius_v3"},
+        CleanupKind.RATE_LIMIT: {LIMITS[0]},
+    }
+    assert {kind: _targets(dry, kind) for kind in CleanupKind} == expected
+    # the upload an active run names is old but kept
+    assert [(item.kind, item.target) for item in dry.kept] == [
+        (CleanupKind.UPLOAD, litter["in-use"])
+    ]
+    # a dry run removes nothing
+    assert Path(litter["old"]).exists() and Path(litter["old-result"]).exists()
+    assert [v.name for v in store.versions()] == ["octavius_v1", "octavius_v2", "octavius_v3"]
+    assert len(store.documents("acme")) == 2
+    assert set(LIMITS) <= asyncio.run(_limit_names())
+
+    real = cleanup_resources()
+    assert real.errors == []
+    assert {kind: _targets(real, kind) for kind in CleanupKind} == expected
+    assert not Path(litter["old"]).exists() and not Path(litter["old-result"]).exists()
+    assert Path(litter["in-use"]).exists() and Path(litter["fresh"]).exists()
+    assert (settings.results_dir / "new-result").exists()
+    assert [(v.name, v.live) for v in store.versions()] == [("octavius_v2", True)]
+    assert [d.source.endswith("kept.txt") for d in store.documents("acme").values()] == [True]
+    names = asyncio.run(_limit_names())
+    assert LIMITS[0] not in names and LIMITS[1] in names
+
+    again = cleanup_resources(dry_run=True)
+    assert again.removed == []
