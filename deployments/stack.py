@@ -190,9 +190,7 @@ class Stack:
                 "--port",
                 str(settings.api_port),
             ],
-            # The API's client retries a busy Prefect database after tens of milliseconds
-            # (api/prefect_client.py), so it can afford more, shorter retries.
-            {"PREFECT_CLIENT_MAX_RETRIES": "8"} | env,
+            env,
             "api",
         )
         api_url = f"http://{settings.api_host}:{settings.api_port}"

@@ -5,8 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import signal
-import subprocess
 import sys
 import uuid
 from collections.abc import Callable, Iterator
@@ -27,8 +25,8 @@ from api.limits_prefect import count_in_flight, task_slot
 from core.settings import Settings, get_settings
 from deployments.names import INGEST
 from deployments.stack import wait_healthy
-from tests.api.conftest import REPO, SERVICE_TOKEN
-from tests.processes import free_port
+from tests.api.conftest import SERVICE_TOKEN
+from tests.processes import free_port, process_group
 
 asyncio_test = pytest.mark.asyncio(loop_scope="session")
 ZERO_TASK = f"/api/tasks/{uuid.UUID(int=0)}"
@@ -238,24 +236,6 @@ async def test_limits_local_concurrent_task_requests_never_pass_the_cap(
         await _delete_runs(prefect, user)
 
 
-@contextlib.contextmanager
-def _process(args: list[str], env: dict[str, str], log: Path) -> Iterator[subprocess.Popen[bytes]]:
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            args, cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
-        )
-        try:
-            yield process
-        finally:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(process.pid, signal.SIGTERM)
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait()
-
-
 @pytest.mark.parametrize("backend", ["local", "prefect"])
 def test_limits_rate_is_shared_by_two_api_processes(tmp_path: Path, backend: str) -> None:
     burst = 4
@@ -278,11 +258,13 @@ def test_limits_rate_is_shared_by_two_api_processes(tmp_path: Path, backend: str
     server_args = [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1"]
     with contextlib.ExitStack() as stack:
         server = stack.enter_context(
-            _process([*server_args, "--port", str(prefect_port)], server_env, tmp_path / "s.log")
+            process_group(
+                [*server_args, "--port", str(prefect_port)], server_env, tmp_path / "s.log"
+            )
         )
         apis = [
             stack.enter_context(
-                _process(
+                process_group(
                     [sys.executable, "-m", "uvicorn", "api.main:app", "--port", str(port)],
                     api_env,
                     tmp_path / f"api-{port}.log",

@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import contextlib
 import os
-import signal
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -16,28 +14,10 @@ import pytest
 from deployments.names import AUDIT, CLEANUP, INGEST, REINDEX, RESEARCH
 from deployments.stack import wait_healthy
 from tests.docgen import make_pdf
-from tests.processes import free_port
+from tests.processes import free_port, process_group
 
 REPO = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
-
-
-@contextlib.contextmanager
-def _process(args: list[str], env: dict[str, str], log: Path) -> Iterator[subprocess.Popen[bytes]]:
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            args, cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
-        )
-        try:
-            yield process
-        finally:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(process.pid, signal.SIGTERM)
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait()
 
 
 def _environment(tmp_path: Path, prefect_api_url: str) -> dict[str, str]:
@@ -119,7 +99,7 @@ def test_prefect_deploy_all_with_two_workers_runs_every_deployment(tmp_path: Pat
     server_args = [str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1"]
     with contextlib.ExitStack() as stack:
         server = stack.enter_context(
-            _process([*server_args, "--port", str(port)], env, tmp_path / "server.log")
+            process_group([*server_args, "--port", str(port)], env, tmp_path / "server.log")
         )
         wait_healthy(f"{prefect_api_url}/health", 180, lambda: server.poll() is None)
         subprocess.run(
@@ -135,7 +115,7 @@ def test_prefect_deploy_all_with_two_workers_runs_every_deployment(tmp_path: Pat
             assert name in deployed.stdout, (name, deployed.stdout)
         for n in (1, 2):
             stack.enter_context(
-                _process(
+                process_group(
                     [str(BIN / "prefect"), "worker", "start", "--pool", "octavius",
                      "--name", f"worker-{n}"],
                     env,
