@@ -32,7 +32,7 @@ os.environ.update(
         "PREFECT_HOME": str(WORK / "prefect"),
         "PREFECT_LOCAL_STORAGE_PATH": str(WORK / "results"),
         "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-        "PREFECT_LOGGING_LEVEL": "WARNING",
+        "PREFECT_LOGGING_LEVEL": os.environ.get("BENCH_LOG", "WARNING"),
         "OCTAVIUS_HOME": str(WORK / "home"),
         "HF_HUB_OFFLINE": "1",
         "TRANSFORMERS_OFFLINE": "1",

@@ -15,6 +15,9 @@ from core.settings import Settings, get_settings
 logger = logging.getLogger(__name__)
 
 _DEFAULT_MAX_SEQ_LENGTH = 512
+# Pre-tokenizers that always split at whitespace: a text's count is then the sum of the counts
+# of its whitespace-separated parts (no token spans a space).
+_WHITESPACE_SPLITTING = frozenset({"BertPreTokenizer", "Whitespace", "WhitespaceSplit"})
 
 
 class TokenCounter:
@@ -30,6 +33,8 @@ class TokenCounter:
         self.tokenizer_file = tokenizer_file
         self.special_tokens = len(tokenizer.encode("", add_special_tokens=True).ids)
         self.max_tokens = max_seq_length - self.special_tokens
+        pre_tokenizer = json.loads(tokenizer.to_str()).get("pre_tokenizer") or {}
+        self.splits_at_whitespace = pre_tokenizer.get("type") in _WHITESPACE_SPLITTING
 
     @classmethod
     def from_model_dir(cls, model_dir: Path) -> TokenCounter:

@@ -8,6 +8,7 @@ import logging
 import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from itertools import pairwise
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -109,12 +110,29 @@ class _Chunker:
         """Tokens in a span of the document text."""
         return self.counter.count(self.text[start:end])
 
+    def span_tokens(self, pieces: Sequence[_Piece]) -> int:
+        """Tokens from the first piece's start to the last one's end.
+
+        With a tokenizer that splits at whitespace this adds up the pieces and the text
+        between them, which is exact when every gap begins and ends with whitespace; it
+        recounts the whole span otherwise (and for other tokenizers).
+        """
+        total = sum(piece.tokens for piece in pieces)
+        if not self.counter.splits_at_whitespace:
+            return self.count(pieces[0].start, pieces[-1].end)
+        for before, after in pairwise(pieces):
+            gap = self.text[before.end : after.start]
+            if not gap or not gap[0].isspace() or not gap[-1].isspace():
+                return self.count(pieces[0].start, pieces[-1].end)
+            if not gap.isspace():
+                total += self.counter.count(gap)
+        return total
+
     def fits(self, pieces: Sequence[_Piece]) -> bool:
         """Whether consecutive pieces, with the text between them, fit the budget."""
-        # The sum is exact for whitespace-split tokenizers; the recount guards the others.
         if sum(piece.tokens for piece in pieces) > self.budget:
             return False
-        return self.count(pieces[0].start, pieces[-1].end) <= self.budget
+        return self.span_tokens(pieces) <= self.budget
 
     def emit(self, pieces: Sequence[_Piece], heading_path: tuple[str, ...]) -> None:
         """Append the chunk spanning `pieces`."""
@@ -128,7 +146,7 @@ class _Chunker:
                 heading_path=list(heading_path),
                 char_start=start,
                 char_end=end,
-                token_count=self.count(start, end),
+                token_count=self.span_tokens(pieces),
             )
         )
 
@@ -140,7 +158,7 @@ class _Chunker:
             if span is None:
                 continue
             pieces = self.split_paragraph(span[0], span[1], block.page)
-            whole = _Piece(span[0], span[1], sum(piece.tokens for piece in pieces), block.page)
+            whole = _Piece(span[0], span[1], self.span_tokens(pieces), block.page)
             # A paragraph that fits stays whole; a larger one is packed sentence by sentence.
             groups = [pieces] if self.fits([whole]) else [[piece] for piece in pieces]
             for group in groups:
@@ -283,7 +301,10 @@ def _is_boundary(text: str, sentence_start: int, match: re.Match[str], end: int)
     before = text[sentence_start : match.start()]
     if _ENUMERATOR.fullmatch(before.strip()):
         return False
-    word = before.rsplit(maxsplit=1)[-1].lstrip(_OPENERS)
+    words = before.rsplit(maxsplit=1)
+    if not words:
+        return False  # dots that open the paragraph ("... y luego") end no sentence
+    word = words[-1].lstrip(_OPENERS)
     if len(word) == 1 and word.isalpha():
         return False
     return word.lower() not in _ABBREVIATIONS and "." not in word

@@ -6,6 +6,8 @@ import itertools
 import re
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from pydantic import ValidationError
 
 import tasks.chunking as chunking
@@ -341,6 +343,8 @@ def test_chunk_document_headings_only(counter: TokenCounter) -> None:
         ),
         # a line break before a capital starts a new line-sentence (lists, PDF lines)
         ("Requisitos\nMemoria de 2 GB\ny disco", ["Requisitos", "Memoria de 2 GB\ny disco"]),
+        # dots that open the text end no sentence (this raised IndexError once)
+        ("... Y luego nada. Fin.", ["... Y luego nada.", "Fin."]),
     ],
 )
 def test_split_sentences_cases(text: str, expected: list[str]) -> None:
@@ -437,3 +441,54 @@ def test_embedding_text_within_model_input(counter: TokenCounter) -> None:
         assert text.endswith(chunk.text)
         # The innermost heading is the last part of the context to go.
         assert long_heading[:20] in text
+
+
+_TOKENS = st.sampled_from(
+    [
+        "Paris",
+        "año",
+        "über",
+        "3.14",
+        "e.g.",
+        "¿Qué?",
+        "¡Sí!",
+        "—",
+        "«cita»",
+        "x" * 300,
+        "déjà-vu",
+        "U.S.",
+        "...",
+        "(nota)",
+        "A.",
+        "z",
+        "日本",
+        "🙂",
+        "co-op",
+        "end.",
+    ]
+)
+_GAPS = st.sampled_from([" ", "  ", "\n", " \n ", "\t", "", " • ", "\u00a0"])
+
+
+@st.composite
+def _texts(draw: st.DrawFn) -> str:
+    parts = draw(st.lists(st.tuples(_TOKENS, _GAPS), min_size=1, max_size=120))
+    return "".join(token + gap for token, gap in parts)
+
+
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(paragraphs=st.lists(_texts(), min_size=1, max_size=6), tokens=st.sampled_from([16, 40, 200]))
+def test_chunk_document_sums_counts_exactly(
+    counter: TokenCounter, paragraphs: list[str], tokens: int
+) -> None:
+    """Adding up whitespace-separated counts gives the chunks a full recount would."""
+    assert counter.splits_at_whitespace
+    doc = make_doc([(text, 0, 1) for text in paragraphs])
+    config = ChunkingConfig(chunk_tokens=tokens, overlap_tokens=tokens // 4)
+    summed = chunk_document(doc, config, counter)
+    recounting = TokenCounter.from_model_dir(default_model_path())
+    recounting.splits_at_whitespace = False
+    assert summed == chunk_document(doc, config, recounting)
+    assert all(chunk.token_count == counter.count(chunk.text) for chunk in summed)
