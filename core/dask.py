@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
+from uuid import uuid4
 
 from prefect.context import FlowRunContext
 from prefect_dask.client import PrefectDaskClient
-from prefect_dask.task_runners import DaskTaskRunner
+from prefect_dask.task_runners import DaskTaskRunner, PrefectDaskFuture
 
 from core.settings import get_settings
 
@@ -37,6 +39,31 @@ class SettingsDaskTaskRunner(DaskTaskRunner):
             else:
                 self.cluster_kwargs = {**_IN_PROCESS_CLUSTER, **self.cluster_kwargs}
         return super().client
+
+    def submit(  # type: ignore[override]
+        self,
+        task: Any,
+        parameters: dict[str, Any],
+        wait_for: Iterable[PrefectDaskFuture[Any]] | None = None,
+        dependencies: dict[str, Any] | None = None,
+    ) -> PrefectDaskFuture[Any]:
+        """DaskTaskRunner.submit with a unique Dask key of our own.
+
+        Without a key, Dask derives one by tokenizing the call, which for a Prefect task run
+        includes the whole serialized run context: about 60 ms of the flow process's CPU per
+        submission, for a key that is unique anyway (each submission is a new task run).
+        """
+        if not self._started:
+            raise RuntimeError("The task runner must be started before submitting work.")
+        future = self.client.submit(  # type: ignore[no-untyped-call]
+            task,
+            key=f"{task.name}-{uuid4().hex}",
+            parameters=self._optimize_futures(parameters),
+            wait_for=self._optimize_futures(wait_for) if wait_for else None,
+            dependencies=dependencies,
+            return_type="state",
+        )
+        return PrefectDaskFuture[Any](wrapped_future=future, task_run_id=future.task_run_id)
 
 
 def worker_slots(default: int = 1) -> int:

@@ -21,8 +21,8 @@ from core.models import (
 from core.settings import get_settings
 from deployments.names import INGEST_FLOW
 from tasks.documents import parse_and_chunk_task
-from tasks.embedding import EmbedBatch, batch_sizes, embed_batch_task
-from tasks.indexing import index_document_task, remove_documents_task
+from tasks.embedding import EmbedBatch, embed_batch_task, plan_batches
+from tasks.indexing import IndexItem, index_documents_task, remove_documents_task
 from tasks.parsing import ParseError
 from tasks.planning import plan_task
 from tasks.progress import ProgressReporter
@@ -119,17 +119,11 @@ def _embed_and_index(
     total = sum(len(doc.chunks) for doc in documents)
     slots: list[list[tuple[int, int]]] = []
     batches: list[EmbedBatch] = []
-    items = [
-        (doc_index, chunk_index, text)
-        for doc_index, doc in enumerate(documents)
-        for chunk_index, text in enumerate(doc.embed_texts)
-    ]
-    start = 0
-    for size in batch_sizes(total, settings.embed_batch_size, worker_slots()):
-        batch = items[start : start + size]
-        batches.append(EmbedBatch(model_id=model_id, texts=[text for _, _, text in batch]))
-        slots.append([(doc_index, chunk_index) for doc_index, chunk_index, _ in batch])
-        start += size
+    sizes = [len(doc.chunks) for doc in documents]
+    for planned in plan_batches(sizes, settings.embed_batch_size, worker_slots()):
+        texts = [documents[d].embed_texts[c] for d, lo, hi in planned for c in range(lo, hi)]
+        batches.append(EmbedBatch(model_id=model_id, texts=texts))
+        slots.append([(d, c) for d, lo, hi in planned for c in range(lo, hi)])
 
     progress.update("embedding", 0, total, f"Embedding {total} chunks")
     vectors: list[list[list[float] | None]] = [[None] * len(doc.chunks) for doc in documents]
@@ -141,6 +135,7 @@ def _embed_and_index(
     embedded = indexed = 0
     for future in as_completed(futures):
         batch_vectors = future.result()
+        whole: list[IndexItem] = []
         for (doc_index, chunk_index), vector in zip(
             slots_of[future.task_run_id], batch_vectors, strict=True
         ):
@@ -148,13 +143,15 @@ def _embed_and_index(
             missing[doc_index] -= 1
             if missing[doc_index] == 0:
                 doc = documents[doc_index]
-                whole = [v for v in vectors[doc_index] if v is not None]
-                # quote(): Prefect would otherwise walk every float looking for futures.
-                replaces = doc.doc_id in replacing
-                index_document_task(quote(doc), quote(whole), tenant, replaces)  # type: ignore[call-overload]
+                done = [v for v in vectors[doc_index] if v is not None]
+                whole.append(IndexItem(doc, done, doc.doc_id in replacing))
                 vectors[doc_index] = []
-                reports.append(indexed_report(doc))
-                indexed += 1
+        if whole:
+            # quote(): Prefect would otherwise walk every float looking for futures.
+            label = whole[0].document.source if len(whole) == 1 else f"{len(whole)} documents"
+            index_documents_task(quote(whole), tenant, label)  # type: ignore[call-overload]
+            reports.extend(indexed_report(item.document) for item in whole)
+            indexed += len(whole)
         embedded += len(batch_vectors)
         progress.update(
             "embedding",

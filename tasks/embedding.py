@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import hashlib
+import itertools
 import math
+from collections.abc import Sequence
 from typing import Any
 
 from prefect import Task, task
@@ -28,18 +30,43 @@ class EmbeddingMismatchError(RuntimeError):
     """The worker's model is not the one the run planned with (mixed configuration)."""
 
 
-def batch_sizes(total: int, max_size: int, slots: int) -> list[int]:
-    """Sizes of the batches that cover `total` chunks, at most `max_size` each.
+ChunkRange = tuple[int, int, int]  # document index, first chunk, chunk after the last
 
-    Their number is a multiple of the worker slots and their sizes differ by one at most, so
-    every worker gets the same work and none idles while another embeds the last batch.
+
+def plan_batches(sizes: Sequence[int], max_size: int, slots: int) -> list[list[ChunkRange]]:
+    """Embedding batches over documents of `sizes` chunks, largest batch first.
+
+    A batch holds whole documents, so each one it completes can be indexed as soon as it
+    returns, and a run killed part-way loses only the batches still running: every finished
+    one has been written to the store and the re-run skips it. A document over `max_size`
+    is cut into even batches of its own, which depend on it alone, so its finished parts
+    come back from the cache. Batches aim at the size that makes their number a multiple of
+    the worker slots; sent largest first, the small ones even out the end of the run.
     """
+    total = sum(sizes)
     if total <= 0:
         return []
     count = math.ceil(math.ceil(total / max_size) / max(1, slots)) * max(1, slots)
-    count = min(count, total)
-    size, extra = divmod(total, count)
-    return [size + 1] * extra + [size] * (count - extra)
+    target = math.ceil(total / min(count, total))
+    batches: list[list[ChunkRange]] = []
+    current: list[ChunkRange] = []
+    filled = 0
+    for doc_index, size in enumerate(sizes):
+        if size <= 0:
+            continue
+        if size > max_size:
+            parts = math.ceil(size / max_size)
+            bounds = [size * part // parts for part in range(parts + 1)]
+            batches.extend([(doc_index, lo, hi)] for lo, hi in itertools.pairwise(bounds))
+            continue
+        if current and filled + size > target:
+            batches.append(current)
+            current, filled = [], 0
+        current.append((doc_index, 0, size))
+        filled += size
+    if current:
+        batches.append(current)
+    return sorted(batches, key=lambda batch: -sum(hi - lo for _, lo, hi in batch))
 
 
 def embed_texts(batch: EmbedBatch) -> list[list[float]]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 from prefect import Task, task
 from prefect.cache_policies import NO_CACHE
@@ -74,13 +74,35 @@ def index_document(
     replaces: bool = True,
 ) -> int:
     """Upserts the document's new points, then deletes its older versions; returns the count."""
+    return index_documents([IndexItem(document, vectors, replaces)], tenant)
+
+
+class IndexItem(NamedTuple):
+    """A document ready to write: its chunks' vectors, and whether it replaces a version."""
+
+    document: ChunkedDocument
+    vectors: Sequence[Sequence[float]]
+    replaces: bool
+
+
+def index_documents(items: Sequence[IndexItem], tenant: str) -> int:
+    """Upserts the documents' new points together, then deletes the versions they replace.
+
+    One write for several documents opens the store once per upsert batch rather than once
+    per document. Each document's chunk 0 is still written after its other chunks.
+    """
+    if not items:
+        return 0
     settings = get_settings()
     store = get_store(settings)
-    points = build_points(document, vectors, tenant)
+    points = [
+        point for item in items for point in build_points(item.document, item.vectors, tenant)
+    ]
     _ensure_collection_once(store, settings, len(points[0].dense))
     store.upsert(write_order(points))
-    if replaces:
-        store.delete_stale_chunks(tenant, document.doc_id, document.version)
+    for item in items:
+        if item.replaces:
+            store.delete_stale_chunks(tenant, item.document.doc_id, item.document.version)
     return len(points)
 
 
@@ -119,12 +141,13 @@ _RETRY: dict[str, Any] = {
 }
 
 
-@task(name="index-document", task_run_name="index {document.source}", **_RETRY)
-def index_document_task(
-    document: ChunkedDocument, vectors: list[list[float]], tenant: str, replaces: bool
-) -> int:
-    """Writes one document's points; retried when the store fails transiently."""
-    return index_document(document, vectors, tenant, replaces)
+@task(name="index-documents", task_run_name="index {label}", **_RETRY)
+def index_documents_task(items: list[IndexItem], tenant: str, label: str) -> int:
+    """Writes the documents' points; retried when the store fails transiently.
+
+    `label` names the run in the UI: the document, or how many there are.
+    """
+    return index_documents(items, tenant)
 
 
 @task(name="prune-documents", **_RETRY)

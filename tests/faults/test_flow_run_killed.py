@@ -21,7 +21,7 @@ from tests.faults.conftest import (
     flow_run_id as _flow_run_id,
 )
 
-DOCUMENTS = 40
+DOCUMENTS = 100
 TENANT = "killed"
 
 
