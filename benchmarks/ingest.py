@@ -11,6 +11,9 @@ copy is a new document), then in one run:
 3. the same flow again on the unchanged corpus.
 It prints chunks/s for 1 and 2, their ratio (target >= 0.85), the second run's time as a
 fraction of the first (target < 0.05) and the embedding task runs of the second run (target 0).
+For 2 it also prints where the CPU time went: the flow-run process (this one, with the Dask
+scheduler), the Prefect server and the Dask workers, against the cores the machine has.
+`--log-level INFO` shows every task run's start and end with timestamps.
 """
 
 from __future__ import annotations
@@ -24,6 +27,8 @@ import tempfile
 import time
 from pathlib import Path
 
+import psutil
+
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 WORK = Path(tempfile.mkdtemp(prefix="octavius-bench-"))
@@ -32,7 +37,7 @@ os.environ.update(
         "PREFECT_HOME": str(WORK / "prefect"),
         "PREFECT_LOCAL_STORAGE_PATH": str(WORK / "results"),
         "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-        "PREFECT_LOGGING_LEVEL": os.environ.get("BENCH_LOG", "WARNING"),
+        "PREFECT_LOGGING_LEVEL": "WARNING",
         "OCTAVIUS_HOME": str(WORK / "home"),
         "HF_HUB_OFFLINE": "1",
         "TRANSFORMERS_OFFLINE": "1",
@@ -89,10 +94,24 @@ async def embed_task_runs(flow_run_id: str) -> int:
     return len(runs)
 
 
+def cpu_seconds(meters: dict[str, list[psutil.Process]]) -> dict[str, float]:
+    """User plus system CPU seconds so far of each group of processes."""
+    spent = {}
+    for name, processes in meters.items():
+        total = 0.0
+        for process in processes:
+            times = process.cpu_times()
+            total += times.user + times.system
+        spent[name] = total
+    return spent
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--copies", type=int, default=2)
+    parser.add_argument("--log-level", default="WARNING", help="Prefect's logging level")
     args = parser.parse_args()
+    os.environ["PREFECT_LOGGING_LEVEL"] = args.log_level
 
     from distributed import Client, LocalCluster
     from prefect.testing.utilities import prefect_test_harness
@@ -127,9 +146,22 @@ def main() -> None:
 
         with Client(cluster) as client:
             client.run(_warm_worker)
+            worker_pids = list(client.run(os.getpid).values())
+        meters = {
+            "flow process": [psutil.Process()],
+            "Prefect server": psutil.Process().children(recursive=True),
+            "Dask workers": [psutil.Process(pid) for pid in worker_pids],
+        }
+        meters["Prefect server"] = [
+            p
+            for p in meters["Prefect server"]
+            if p.pid not in worker_pids and "uvicorn" in " ".join(p.cmdline())
+        ]
+        before = cpu_seconds(meters)
         started = time.perf_counter()
         first = ingest_documents(paths=[str(WORK / "corpus")], tenant="bench", return_state=True)
         first_s = time.perf_counter() - started
+        used = {name: spent - before[name] for name, spent in cpu_seconds(meters).items()}
         report = first.result()
         assert report.failed == 0, report
         end_to_end = report.chunks_embedded / first_s
@@ -138,6 +170,12 @@ def main() -> None:
             f"{report.chunks_embedded} chunks)"
         )
         print(f"ratio end to end / embedder alone: {end_to_end / alone:7.2f}  (target >= 0.85)")
+        cores = os.cpu_count() or 1
+        print(
+            "CPU during the end-to-end run:     "
+            + ", ".join(f"{name} {seconds:.1f} s" for name, seconds in used.items())
+            + f"  (of {first_s * cores:.1f} core-seconds on {cores} cores)"
+        )
 
         started = time.perf_counter()
         second = ingest_documents(paths=[str(WORK / "corpus")], tenant="bench", return_state=True)
