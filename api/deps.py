@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import Depends, Header, Request
@@ -10,8 +11,11 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from prefect.client.orchestration import PrefectClient
 
 from api.auth import authenticate
+from api.claims import ClaimStore
 from api.limits import Limiter, Reservation
-from api.prefect_tasks import IDEMPOTENCY_KEY_PATTERN, find_any_task
+from api.prefect_tasks import IDEMPOTENCY_KEY_PATTERN, find_task
+from api.reservoir import Reservoir
+from api.schemas import TaskKind
 from core.settings import Settings, get_settings
 
 
@@ -62,36 +66,78 @@ async def _current_user(
 CurrentUser = Annotated[str, Depends(_current_user)]
 
 
-class _Replay:
-    """The slot of a request that repeats an existing task: it starts nothing."""
+def _reservoir(request: Request) -> Reservoir | None:
+    reservoir: Reservoir | None = request.app.state.reservoir
+    return reservoir
+
+
+ReservoirDep = Annotated[Reservoir | None, Depends(_reservoir)]
+
+
+def _claims(request: Request) -> ClaimStore:
+    store: ClaimStore = request.app.state.claims
+    return store
+
+
+ClaimsDep = Annotated[ClaimStore, Depends(_claims)]
+
+
+@dataclass
+class Slot:
+    """What a request that starts a task holds: the user's task slot, or the earlier task its
+    idempotency key names (then it starts nothing, even when the user is at the cap)."""
+
+    reservation: Reservation | None
+    idempotency_key: str | None = None
+    earlier: str | None = None
 
     def bind(self, task_id: str) -> None:
-        """Nothing to record: the task is already counted."""
+        """Records the task that now occupies the slot."""
+        if self.reservation is not None:
+            self.reservation.bind(task_id)
 
 
-async def _task_slot(
-    user: CurrentUser,
-    client: PrefectDep,
-    limiter: LimiterDep,
-    settings: SettingsDep,
-    idempotency_key: Annotated[
-        str | None,
-        Header(
-            pattern=IDEMPOTENCY_KEY_PATTERN,
-            description="Repeating a key (1-128 letters, digits or _.:-) returns the task "
-            "the first request started instead of starting another.",
-        ),
-    ] = None,
-) -> AsyncIterator[Reservation]:
-    if idempotency_key is not None and await find_any_task(client, user=user, key=idempotency_key):
-        # A repeat is answered with the task it names, even when the user is at the cap.
-        yield _Replay()
-        return
+_IDEMPOTENCY_KEY = Header(
+    pattern=IDEMPOTENCY_KEY_PATTERN,
+    description="Repeating a key (1-128 letters, digits or _.:-) returns the task "
+    "the first request of this kind started instead of starting another.",
+)
+
+
+def task_slot(kind: TaskKind) -> Callable[..., AsyncIterator[Slot]]:
+    """The dependency of a route starting tasks of one kind: one idempotency lookup (claims
+    table, then Prefect), then the earlier task or a held slot (429 at max_tasks_in_flight)."""
+
+    async def dependency(
+        user: CurrentUser,
+        client: PrefectDep,
+        store: ClaimsDep,
+        limiter: LimiterDep,
+        settings: SettingsDep,
+        idempotency_key: Annotated[str | None, _IDEMPOTENCY_KEY] = None,
+    ) -> AsyncIterator[Slot]:
+        if idempotency_key is not None:
+            earlier = await find_task(client, store, user=user, kind=kind, key=idempotency_key)
+            if earlier is not None:
+                yield Slot(None, idempotency_key, earlier)
+                return
+        async with limiter.task_slot(user, settings) as reservation:
+            yield Slot(reservation, idempotency_key)
+
+    return dependency
+
+
+async def _retry_slot(
+    user: CurrentUser, limiter: LimiterDep, settings: SettingsDep
+) -> AsyncIterator[Slot]:
     async with limiter.task_slot(user, settings) as reservation:
-        yield reservation
+        yield Slot(reservation)
 
 
-# Routes that start a task declare it: 429 at max_tasks_in_flight, before the body is read,
-# and pass it to start_task so the slot is tied to the run. Its exit runs when the route
-# returns, so a slot left unbound (no run was created) is given back.
-TaskSlot = Annotated[Reservation, Depends(_task_slot, scope="function")]
+# Routes that start a task declare the slot of their kind: the slot is taken before the body is
+# read, passed to start_task to tie it to the run, and given back when the route returns
+# without a run.
+IngestSlot = Annotated[Slot, Depends(task_slot("ingest"), scope="function")]
+AuditSlot = Annotated[Slot, Depends(task_slot("audit"), scope="function")]
+ResearchSlot = Annotated[Slot, Depends(task_slot("research"), scope="function")]
+RetrySlot = Annotated[Slot, Depends(_retry_slot, scope="function")]

@@ -35,7 +35,7 @@ from prefect.events.filters import (
 from pydantic import BaseModel, ValidationError
 
 from api.schemas import TaskProgress
-from deployments.names import PROGRESS_EVENT
+from deployments.names import PROGRESS_EVENT, RESERVED_STATE
 
 logger = logging.getLogger(__name__)
 
@@ -104,6 +104,8 @@ def run_event(event: Event) -> RunEvent | None:
     if not event.event.startswith(FLOW_RUN) or not state_type:
         return None
     validated: dict[str, Any] = event.payload.get("validated_state") or {}
+    if (validated.get("name") or event.resource.get("prefect.state-name")) == RESERVED_STATE:
+        return None  # the run's life before a task claimed it
     data = TaskStateChange(
         state=validated.get("type") or state_type,
         state_name=validated.get("name") or event.resource.get("prefect.state-name") or "",

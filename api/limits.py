@@ -8,6 +8,7 @@ global concurrency limits, which API processes on several machines share.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
 from typing import Final, Protocol
 
@@ -67,12 +68,22 @@ def tasks_refused(settings: Settings) -> HTTPException:
     )
 
 
-def make_limiter(settings: Settings, client: PrefectClient) -> Limiter:
+# The runs of a user's tasks that Prefect cannot count yet (claims not pushed).
+PendingRuns = Callable[[str], set[str]]
+
+
+def _none_pending(user: str) -> set[str]:
+    return set()
+
+
+def make_limiter(
+    settings: Settings, client: PrefectClient, pending: PendingRuns = _none_pending
+) -> Limiter:
     """The limiter the settings choose, using the API's Prefect client where it needs one."""
     if settings.limits_backend == "prefect":
         from api.limits_prefect import PrefectLimiter
 
-        return PrefectLimiter(client)
+        return PrefectLimiter(client, pending)
     from api.limits_local import LocalLimiter
 
-    return LocalLimiter(settings.home / "limits.sqlite3", client)
+    return LocalLimiter(settings.home / "limits.sqlite3", client, pending)

@@ -15,6 +15,7 @@ that dies mid-way leaves a row that expires after a lease.
 
 from __future__ import annotations
 
+import logging
 import math
 import sqlite3
 import time
@@ -24,11 +25,15 @@ from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 from typing import Final
 
+import httpx
+from fastapi import HTTPException, status
 from prefect.client.orchestration import PrefectClient
 
-from api.limits import rate_refused, tasks_refused
+from api.limits import PendingRuns, rate_refused, tasks_refused
 from api.limits_prefect import in_flight_run_ids
 from core.settings import Settings
+
+logger = logging.getLogger(__name__)
 
 # A request that holds a row for longer than this died before it created its task.
 _PENDING_LEASE_S: Final = 300.0
@@ -72,10 +77,14 @@ class LocalReservation:
 class LocalLimiter:
     """Rate and tasks in flight per user, in a SQLite file (WAL) under OCTAVIUS_HOME."""
 
-    def __init__(self, path: Path, client: PrefectClient) -> None:
-        """A limiter on the database at `path`, created on first use."""
+    def __init__(
+        self, path: Path, client: PrefectClient, pending: PendingRuns | None = None
+    ) -> None:
+        """A limiter on the database at `path`, created on first use; `pending` names runs of
+        a user's tasks Prefect cannot count yet (claims not pushed), kept at reconciliation."""
         path.parent.mkdir(parents=True, exist_ok=True)
         self._client = client
+        self._pending = pending
         # Transactions take microseconds, so they run on the event loop: a thread hop would
         # cost more than the work, and the busy timeout only matters under pathological load.
         self._db = sqlite3.connect(path, timeout=_BUSY_TIMEOUT_MS / 1000, isolation_level=None)
@@ -196,20 +205,38 @@ class LocalLimiter:
 
     @asynccontextmanager
     async def task_slot(self, user: str, settings: Settings) -> AsyncIterator[LocalReservation]:
-        """Holds a row for one new task of the user; 429 at max_tasks_in_flight."""
+        """Holds a row for one new task of the user; 429 at max_tasks_in_flight.
+
+        Prefect is asked only at the cap or for the periodic reconciliation; when it cannot be
+        reached, the periodic one waits for its next turn and this request goes ahead (503 at
+        the cap, where the table alone cannot tell).
+        """
         row_id, sync_due = self.reserve(user, settings)
         if row_id is None or sync_due:
             asked_at = time.time()
-            in_flight = await in_flight_run_ids(
-                self._client, user, limit=settings.max_tasks_in_flight * 2 + 10
-            )
-            self.reconcile(user, in_flight, asked_at)
-            if row_id is None:
-                row_id, _ = self.reserve(user, settings)
-            elif not self.fits(row_id, user, settings):
-                row_id = None
-            if row_id is None:
-                raise tasks_refused(settings)
+            try:
+                in_flight = await in_flight_run_ids(
+                    self._client, user, limit=settings.max_tasks_in_flight * 2 + 10
+                )
+            except (httpx.TransportError, OSError) as exc:
+                # The periodic reconciliation waits for its next turn (not the next request).
+                if row_id is None:
+                    raise HTTPException(
+                        status.HTTP_503_SERVICE_UNAVAILABLE,
+                        f"cannot count tasks in flight: {exc!r}",
+                    ) from exc
+                logger.warning("tasks in flight of %s not reconciled: %r", user, exc)
+                in_flight = None
+            if in_flight is not None:
+                if self._pending is not None:
+                    in_flight |= self._pending(user)
+                self.reconcile(user, in_flight, asked_at)
+                if row_id is None:
+                    row_id, _ = self.reserve(user, settings)
+                elif not self.fits(row_id, user, settings):
+                    row_id = None
+        if row_id is None:
+            raise tasks_refused(settings)
         try:
             yield LocalReservation(self, row_id)
         finally:

@@ -25,7 +25,7 @@ from prefect.client.schemas.objects import StateType
 from prefect.client.schemas.sorting import FlowRunSort
 from prefect.exceptions import ObjectAlreadyExists
 
-from api.limits import rate_refused, tasks_refused
+from api.limits import PendingRuns, rate_refused, tasks_refused
 from api.prefect_tasks import USER_TAG
 from core.settings import Settings
 
@@ -171,8 +171,9 @@ async def _take_slot(client: PrefectClient, user: str, settings: Settings) -> UU
     raise RuntimeError(f"Prefect did not keep the concurrency limit {name}")
 
 
-async def _reserve(client: PrefectClient, user: str, settings: Settings) -> UUID:
-    """A held slot once the user's runs in flight plus the slots held fit the maximum."""
+async def _reserve(client: PrefectClient, user: str, settings: Settings, pending: int = 0) -> UUID:
+    """A held slot once the user's runs in flight, the slots held and the `pending` tasks
+    Prefect cannot count yet fit the maximum."""
     for attempt in range(_SLOT_ATTEMPTS):
         if attempt:
             # Concurrent requests of the user hold slots too: let them finish or back off.
@@ -188,6 +189,7 @@ async def _reserve(client: PrefectClient, user: str, settings: Settings) -> UUID
         except BaseException:
             await _release_slot(client, lease)
             raise
+        in_flight += pending
         if in_flight + slots.active_slots <= settings.max_tasks_in_flight:
             return lease
         await _release_slot(client, lease)
@@ -197,7 +199,9 @@ async def _reserve(client: PrefectClient, user: str, settings: Settings) -> UUID
 
 
 @asynccontextmanager
-async def task_slot(client: PrefectClient, user: str, settings: Settings) -> AsyncIterator[None]:
+async def task_slot(
+    client: PrefectClient, user: str, settings: Settings, pending: int = 0
+) -> AsyncIterator[None]:
     """Holds a slot for one new task of the user while it is created; 429 at the maximum.
 
     Each request takes a slot of the user's task-slots limit before it counts, then counts
@@ -206,7 +210,7 @@ async def task_slot(client: PrefectClient, user: str, settings: Settings) -> Asy
     than max_tasks_in_flight tasks together.
     """
     try:
-        lease = await _reserve(client, user, settings)
+        lease = await _reserve(client, user, settings, pending)
     except (httpx.HTTPError, TimeoutError) as exc:
         raise HTTPException(
             status.HTTP_503_SERVICE_UNAVAILABLE, f"cannot count tasks in flight: {exc!r}"
@@ -227,9 +231,11 @@ class _NoBinding:
 class PrefectLimiter:
     """Rate and tasks in flight per user in Prefect's global concurrency limits."""
 
-    def __init__(self, client: PrefectClient) -> None:
-        """A limiter using the API's Prefect client."""
+    def __init__(self, client: PrefectClient, pending: PendingRuns | None = None) -> None:
+        """A limiter using the API's Prefect client; `pending` names runs of a user's tasks
+        Prefect cannot count yet (this process's claims not pushed; other hosts miss them)."""
         self._client = client
+        self._pending = pending
 
     async def check_rate(self, user: str, settings: Settings) -> None:
         """Takes one request from the user's rate; 429 with Retry-After when it is used up."""
@@ -238,7 +244,8 @@ class PrefectLimiter:
     @asynccontextmanager
     async def task_slot(self, user: str, settings: Settings) -> AsyncIterator[_NoBinding]:
         """Holds a slot for one new task of the user; 429 at max_tasks_in_flight."""
-        async with task_slot(self._client, user, settings):
+        pending = len(self._pending(user)) if self._pending is not None else 0
+        async with task_slot(self._client, user, settings, pending):
             yield _NoBinding()
 
     async def aclose(self) -> None:

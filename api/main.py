@@ -11,17 +11,24 @@ from typing import Any
 from fastapi import FastAPI
 from prefect.client.orchestration import get_client
 
+from api.claims import ClaimStore
 from api.errors import install_error_handlers
 from api.events import EventBroker
 from api.limits import make_limiter
 from api.metrics import instrument
 from api.prefect_client import prefect_httpx_settings
+from api.prefect_tasks import deployment_id_of
+from api.reservoir import Reservoir
 from api.routes import audits, documents, events, health, metrics, research, search, tasks
 from api.schemas import ErrorDetail
 from core.embedder import get_embedder
 from core.settings import get_settings
+from deployments.names import AUDIT, INGEST, RESEARCH
 
 logger = logging.getLogger(__name__)
+
+# The deployments the API starts tasks of: each gets a reservoir of runs made ahead of demand.
+TASK_DEPLOYMENTS = (INGEST, AUDIT, RESEARCH)
 
 # Every /api route authenticates its caller and counts against the caller's limits.
 USER_ROUTE_RESPONSES: dict[int | str, dict[str, Any]] = {
@@ -46,14 +53,24 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     settings.uploads_dir.mkdir(parents=True, exist_ok=True)
     warm = asyncio.create_task(asyncio.to_thread(get_embedder, settings))
     prefect = get_client(httpx_settings=prefect_httpx_settings())
+    claims = ClaimStore(settings.home / "claims.sqlite3")
     async with prefect as client, EventBroker() as broker:
         app.state.prefect = client
         app.state.events = broker
-        app.state.limiter = make_limiter(settings, client)
+        app.state.claims = claims
+        app.state.limiter = make_limiter(settings, client, claims.pending_run_ids)
+        # The pusher always runs: claims an earlier process made may still wait for Prefect.
+        reservoir = Reservoir(
+            claims, client, deployment_id_of, TASK_DEPLOYMENTS, settings.reserved_runs
+        )
+        reservoir.start()
+        app.state.reservoir = reservoir if settings.reserved_runs > 0 else None
         try:
             yield
         finally:
+            await reservoir.stop()
             await app.state.limiter.aclose()
+            claims.close()
     if not warm.done():
         warm.cancel()
 

@@ -5,9 +5,11 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import logging
 from collections.abc import Sequence
-from datetime import datetime
-from typing import Any, Final, Protocol, get_args
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from typing import Any, Final, Protocol
 from uuid import UUID
 
 import httpx
@@ -23,6 +25,7 @@ from prefect.client.schemas.filters import (
     FlowRunFilterState,
     FlowRunFilterStateType,
     FlowRunFilterTags,
+    Operator,
 )
 from prefect.client.schemas.objects import Artifact, FlowRun, StateType
 from prefect.client.schemas.responses import OrchestrationResult, SetStateStatus
@@ -32,9 +35,13 @@ from prefect.exceptions import MissingResult, ObjectNotFound
 from prefect.states import AwaitingRetry, Cancelling
 from pydantic import BaseModel
 
+from api.claims import Claim, ClaimStore
+from api.reservoir import KEY_TAG, Reservoir
 from api.schemas import TaskKind, TaskPage, TaskProgress, TaskState, TaskStatus, TaskSummary
 from deployments.names import PROGRESS_EVENT
 from tasks.runs import DEAD_LETTER_TAG
+
+logger = logging.getLogger(__name__)
 
 USER_TAG: Final = "user:"
 KIND_TAG: Final = "kind:"
@@ -51,36 +58,48 @@ def scoped_idempotency_key(user: str, kind: str, key: str) -> str:
     return f"{user}/{kind}/{key}"
 
 
-async def find_task(client: PrefectClient, *, user: str, kind: str, key: str) -> FlowRun | None:
-    """The user's task of this kind created with the idempotency key, if any."""
-    runs = await client.read_flow_runs(
-        flow_run_filter=FlowRunFilter(
-            idempotency_key=FlowRunFilterIdempotencyKey(
-                any_=[scoped_idempotency_key(user, kind, key)]
-            ),
-            tags=FlowRunFilterTags(all_=[f"{USER_TAG}{user}"]),
-        ),
-        limit=1,
-    )
-    return runs[0] if runs else None
+async def find_task(
+    client: PrefectClient, store: ClaimStore | None, *, user: str, kind: str, key: str
+) -> str | None:
+    """The id of the user's task of this kind started with the idempotency key, if any.
 
-
-async def find_any_task(client: PrefectClient, *, user: str, key: str) -> FlowRun | None:
-    """The user's task of any kind created with the idempotency key, if any."""
-    runs = await client.read_flow_runs(
-        flow_run_filter=FlowRunFilter(
-            idempotency_key=FlowRunFilterIdempotencyKey(
-                any_=[scoped_idempotency_key(user, kind, key) for kind in get_args(TaskKind)]
+    A claim on a reserved run is found in the claims table before Prefect knows its owner;
+    Prefect holds the key as the run's idempotency key (created directly) or as a tag (claimed).
+    """
+    scoped = scoped_idempotency_key(user, kind, key)
+    if store is not None and (claim := store.by_key(scoped)) is not None:
+        return claim.run_id
+    try:
+        runs = await client.read_flow_runs(
+            flow_run_filter=FlowRunFilter(
+                operator=Operator.or_,  # type: ignore[call-arg]
+                idempotency_key=FlowRunFilterIdempotencyKey(any_=[scoped]),
+                tags=FlowRunFilterTags(all_=[f"{KEY_TAG}{scoped}"]),
             ),
-            tags=FlowRunFilterTags(all_=[f"{USER_TAG}{user}"]),
-        ),
-        limit=1,
-    )
-    return runs[0] if runs else None
+            limit=1,
+        )
+    except httpx.TransportError as exc:
+        # Claims are unique per key in the claims table, and Prefect refuses a second run
+        # with a key on direct creation: carry on rather than refuse while Prefect is away.
+        logger.warning("idempotency key not looked up in Prefect: %r", exc)
+        return None
+    if runs and f"{USER_TAG}{user}" in runs[0].tags:
+        return str(runs[0].id)
+    return None
 
 
 class _SlotHolder(Protocol):
+    idempotency_key: str | None
+
     def bind(self, task_id: str) -> None: ...
+
+
+@dataclass(frozen=True)
+class Started:
+    """A task just started (or the one its idempotency key already names) and its parameters."""
+
+    task_id: str
+    parameters: dict[str, Any]
 
 
 # Deployment ids by name, read once per process: a deployment's id only changes when it is
@@ -88,7 +107,8 @@ class _SlotHolder(Protocol):
 _deployment_ids: dict[tuple[str, str], UUID] = {}
 
 
-async def _deployment_id(client: PrefectClient, deployment: str, *, fresh: bool) -> UUID:
+async def deployment_id_of(client: PrefectClient, deployment: str, *, fresh: bool = False) -> UUID:
+    """The id of a deployment by name, cached per process; 503 when it is not registered."""
     key = (str(client.api_url), deployment)
     if fresh or key not in _deployment_ids:
         try:
@@ -104,37 +124,94 @@ async def _deployment_id(client: PrefectClient, deployment: str, *, fresh: bool)
 
 async def start_task(
     client: PrefectClient,
+    reservoir: Reservoir | None,
     deployment: str,
     *,
     kind: str,
     user: str,
     parameters: dict[str, Any],
     slot: _SlotHolder,
-    idempotency_key: str | None = None,
-) -> FlowRun:
-    """Creates a flow run of the deployment, tagged with its kind and owner; never waits.
+) -> Started:
+    """Starts a task of the deployment for the user; never waits for the run to start.
 
-    The run takes the user's task slot. With an idempotency key, Prefect hands back the run
-    created earlier with the same key.
+    It claims a reserved run when one is left (no Prefect round trip: the pusher writes the
+    claim to Prefect) and otherwise creates a flow run, tagged with its kind and owner. The
+    task takes the user's task slot. With an idempotency key, the task started earlier with
+    the same key is handed back.
     """
+    key = slot.idempotency_key
+    scoped = scoped_idempotency_key(user, kind, key) if key else None
+    if reservoir is not None:
+        claimed = reservoir.claim(
+            deployment, user=user, kind=kind, parameters=parameters, scoped_key=scoped
+        )
+        if claimed is not None:
+            claim, new = claimed
+            if new:
+                slot.bind(claim.run_id)
+            return Started(claim.run_id, claim.parameters)
     for fresh in (False, True):
-        deployment_id = await _deployment_id(client, deployment, fresh=fresh)
+        deployment_id = await deployment_id_of(client, deployment, fresh=fresh)
         try:
             run = await client.create_flow_run_from_deployment(
                 deployment_id,
                 parameters=parameters,
                 tags=[f"{KIND_TAG}{kind}", f"{USER_TAG}{user}"],
-                idempotency_key=(
-                    scoped_idempotency_key(user, kind, idempotency_key) if idempotency_key else None
-                ),
+                idempotency_key=scoped,
             )
         except httpx.HTTPStatusError as exc:
             if fresh or exc.response.status_code != status.HTTP_404_NOT_FOUND:
                 raise
             continue
         slot.bind(str(run.id))
-        return run
+        return Started(str(run.id), run.parameters)
     raise AssertionError("unreachable")
+
+
+async def read_task(
+    client: PrefectClient, store: ClaimStore | None, task_id: str, user: str
+) -> FlowRun | Claim:
+    """The user's task: its claim while Prefect does not have it yet, else its flow run; 404."""
+    claim = store.get(task_id) if store is not None else None
+    if claim is not None and (claim.pushed is None or claim.error is not None):
+        if claim.user != user:
+            raise HTTPException(status.HTTP_404_NOT_FOUND, "no such task")
+        return claim
+    return await read_owned_run(client, task_id, user)
+
+
+def _claim_fields(claim: Claim) -> dict[str, Any]:
+    if claim.error is not None:
+        state, name = StateType.FAILED, "Failed"
+    elif claim.cancelled:
+        state, name = StateType.CANCELLED, "Cancelled"
+    else:
+        state, name = StateType.SCHEDULED, "Scheduled"
+    at = datetime.fromtimestamp(claim.created, UTC)
+    return {
+        "task_id": claim.run_id,
+        "kind": claim.kind,
+        "state": state.value,
+        "state_name": name,
+        "error": claim.error,
+        "created": at,
+        "updated": at,
+    }
+
+
+def claim_status(claim: Claim) -> TaskStatus:
+    """The task view of a claim Prefect does not have yet: scheduled, or cancelled by its owner."""
+    return TaskStatus(**_claim_fields(claim), progress=TaskProgress())
+
+
+async def cancel_claim(store: ClaimStore, claim: Claim) -> TaskStatus | None:
+    """Cancels an unpushed claim (the pusher cancels its run); None when it was pushed meanwhile."""
+    if claim.cancelled or claim.error is not None:
+        state = claim_status(claim).state
+        raise HTTPException(status.HTTP_409_CONFLICT, f"task is {state} and cannot be cancelled")
+    if not store.cancel(claim.run_id):
+        return None
+    return claim_status(replace(claim, cancelled=True))
 
 
 async def read_owned_run(client: PrefectClient, task_id: str, user: str) -> FlowRun:
@@ -266,6 +343,7 @@ def _summary(run: FlowRun, artifact: Artifact | None) -> TaskSummary:
 
 async def list_tasks(
     client: PrefectClient,
+    store: ClaimStore | None,
     user: str,
     *,
     kinds: Sequence[TaskKind] = (),
@@ -275,9 +353,12 @@ async def list_tasks(
 ) -> TaskPage:
     """The user's tasks, newest first, one page; results are never read.
 
-    Newest means the latest expected start time: for a task the API started, the moment it
-    was created, since the API never schedules for later. The cursor is keyset-based, so
-    tasks created while a client pages through never shift or repeat a page.
+    Newest means the latest expected start time: for a task the API created directly, the
+    moment it was created; for a task claimed from the reservoir, the far-future time its
+    reserved run was scheduled at (Prefect keeps a run's first expected start time), so those
+    list first, in the order they were reserved. Claims Prefect does not have yet are merged in
+    at that same time. The cursor is keyset-based, so tasks created while a client pages
+    through never shift or repeat a page.
     """
     after = decode_cursor(cursor) if cursor else None
     flow_run_filter = FlowRunFilter(
@@ -301,17 +382,39 @@ async def list_tasks(
         limit=limit + len(skip) + 1,
     )
     runs = [run for run in runs if run.id not in skip]
-    page, more = runs[:limit], len(runs) > limit
+    entries: list[tuple[datetime, UUID, FlowRun | Claim]] = [
+        (run.expected_start_time or run.created or datetime.min.replace(tzinfo=UTC), run.id, run)
+        for run in runs
+    ]
+    seen = {run.id for run in runs}
+    for claim in store.unpushed(user) if store is not None else []:
+        claim_id, fields = UUID(claim.run_id), _claim_fields(claim)
+        if claim_id in seen or claim_id in skip:
+            continue
+        if (kinds and claim.kind not in kinds) or (states and fields["state"] not in states):
+            continue
+        if after is not None and claim.expected > after.t:
+            continue
+        entries.append((claim.expected, claim_id, claim))
+    entries.sort(key=lambda entry: entry[0], reverse=True)
+    page, more = entries[:limit], len(entries) > limit
     next_cursor = None
-    if more and page and page[-1].expected_start_time is not None:
-        last = page[-1].expected_start_time
-        same = [run.id for run in page if run.expected_start_time == last]
+    if more and page:
+        last = page[-1][0]
+        same = [task_id for at, task_id, _ in page if at == last]
         if after is not None and after.t == last:
             same = [*after.x, *same]
         next_cursor = encode_cursor(_Cursor(t=last, x=same))
-    progress = await _latest_progress(client, page)
+    page_runs = [task for _, _, task in page if isinstance(task, FlowRun)]
+    progress = await _latest_progress(client, page_runs)
     return TaskPage(
-        items=[_summary(run, progress.get(run.id)) for run in page], next_cursor=next_cursor
+        items=[
+            _summary(task, progress.get(task.id))
+            if isinstance(task, FlowRun)
+            else TaskSummary(**_claim_fields(task), progress=TaskProgress())
+            for _, _, task in page
+        ],
+        next_cursor=next_cursor,
     )
 
 

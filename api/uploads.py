@@ -1,9 +1,8 @@
-"""Saving uploaded files: safe names, bounded sizes, streamed to disk."""
+"""Saving uploaded files: safe names, bounded sizes, streamed to disk or to the storage URL."""
 
 from __future__ import annotations
 
 import re
-import shutil
 import unicodedata
 import uuid
 from pathlib import Path
@@ -12,6 +11,7 @@ from fastapi import HTTPException, Request, status
 from starlette.datastructures import FormData, UploadFile
 
 from api.errors import invalid
+from core.storage import is_url, join, open_binary, remove_tree
 
 ALLOWED_SUFFIXES = frozenset(
     {".pdf", ".docx", ".md", ".markdown", ".html", ".htm", ".txt", ".text"}
@@ -75,26 +75,55 @@ def check_suffix(name: str) -> None:
         )
 
 
-def new_upload_dir(uploads_dir: Path, tenant: str) -> Path:
-    """A fresh folder for one upload request."""
-    folder = uploads_dir / _UNSAFE.sub("_", tenant) / uuid.uuid4().hex
-    folder.mkdir(parents=True)
+def new_upload_dir(uploads_root: str | Path, tenant: str) -> str:
+    """A fresh folder (or URL prefix) for one upload request, under the uploads location."""
+    folder = join(str(uploads_root), _UNSAFE.sub("_", tenant), uuid.uuid4().hex)
+    if not is_url(folder):
+        Path(folder).mkdir(parents=True)
     return folder
 
 
-def save_upload(upload: UploadFile, folder: Path, name: str, max_bytes: int) -> Path:
-    """Copies the upload to folder/name in chunks; 413 when it passes max_bytes."""
-    target = folder / name
+def save_upload(upload: UploadFile, folder: str, name: str, max_bytes: int) -> str:
+    """Copies the upload to folder/name in chunks; returns its path or URL; 413 past max_bytes.
+
+    `name` must come from `safe_name`, so the target stays inside `folder`. On any failure the
+    whole request folder is removed.
+    """
+    target = join(folder, name)
     written = 0
-    with target.open("xb") as out:
-        while chunk := upload.file.read(_COPY_CHUNK):
-            written += len(chunk)
-            if written > max_bytes:
-                out.close()
-                shutil.rmtree(folder, ignore_errors=True)
-                raise HTTPException(
-                    status.HTTP_413_CONTENT_TOO_LARGE,
-                    f"{name} is larger than {max_bytes / 2**20:.1f} MiB",
-                )
-            out.write(chunk)
+    try:
+        # Local files are created exclusively; an object store has no such mode and the
+        # folder is fresh.
+        with open_binary(target, "wb" if is_url(target) else "xb") as out:
+            while chunk := upload.file.read(_COPY_CHUNK):
+                written += len(chunk)
+                if written > max_bytes:
+                    raise HTTPException(
+                        status.HTTP_413_CONTENT_TOO_LARGE,
+                        f"{name} is larger than {max_bytes / 2**20:.1f} MiB",
+                    )
+                out.write(chunk)
+    except BaseException:
+        remove_upload_dir(folder)
+        raise
+    return target
+
+
+def remove_upload_dir(folder: str) -> None:
+    """Deletes one upload request's folder and whatever was saved in it."""
+    remove_tree(folder)
+
+
+def read_head(ref: str, size: int = 1024) -> bytes:
+    """The first bytes of a saved upload."""
+    with open_binary(ref) as stream:
+        data: bytes = stream.read(size)
+    return data
+
+
+def write_upload_bytes(folder: str, name: str, data: bytes) -> str:
+    """Saves small bytes (a policy) as folder/name; returns its path or URL."""
+    target = join(folder, name)
+    with open_binary(target, "wb") as out:
+        out.write(data)
     return target

@@ -39,12 +39,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import math
 import os
 import random
 import shutil
 import signal
+import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -103,6 +105,16 @@ class Samples:
             f"{label:<58} n={len(self.latencies):<5} p50 {ms[0]:7.1f}  p95 {ms[1]:7.1f}  "
             f"p99 {ms[2]:7.1f}  max {ms[3]:7.1f} ms  ({codes})"
         )
+
+
+def reserved_answers(home: Path, task_ids: list[str]) -> int:
+    """How many of the task ids the API answered by claiming a reserved run."""
+    path = home / "claims.sqlite3"
+    if not path.exists():
+        return 0
+    with contextlib.closing(sqlite3.connect(path)) as db:
+        claimed = {run_id for (run_id,) in db.execute("SELECT run_id FROM claims")}
+    return len(claimed & set(task_ids))
 
 
 def make_documents(folder: Path, count: int) -> list[tuple[str, bytes, str]]:
@@ -310,7 +322,9 @@ async def follow(
     return outcome
 
 
-async def measure(info: dict, stack_pid: int, documents: list, args: argparse.Namespace) -> bool:
+async def measure(
+    info: dict, stack_pid: int, documents: list, args: argparse.Namespace, home: Path
+) -> bool:
     """Runs the three phases and prints their figures; True when every task completed."""
     if args.run_limit:
         await limit_runs(info["prefect_api_url"], args.run_limit, args.timeout)
@@ -345,10 +359,12 @@ async def measure(info: dict, stack_pid: int, documents: list, args: argparse.Na
                 answer = response.status_code if response is not None else "no answer"
                 return Outcome(state="upload not accepted", detail=f"upload: {answer}")
             task_id = response.json()["task_id"]
+            accepted_ids.append(task_id)
             return await follow(
                 client, task_id, submitted, gets, health, args.interval, deadline, rng
             )
 
+        accepted_ids: list[str] = []
         submitted = time.perf_counter()
         outcomes = await asyncio.gather(
             *(
@@ -368,6 +384,10 @@ async def measure(info: dict, stack_pid: int, documents: list, args: argparse.Na
     print(
         f"{'':<58} target p99 of the 202 < {1000 * TARGET_UPLOAD_P99_S:.0f} ms: {verdict} "
         f"({1000 * p99:.1f} ms)"
+    )
+    print(
+        f"{'':<58} answered from reserved runs: {reserved_answers(home, accepted_ids)}"
+        f"/{len(accepted_ids)} (the rest created on the request path)"
     )
     print(gets.line("GET /api/tasks/{id} (each client after its 202, 1/s)"))
     print(health.line("baseline GET /healthz beside each poll"))
@@ -427,7 +447,7 @@ def main() -> None:
     try:
         info = wait_for_stack(process, home, 300)
         print(f"stack up in {time.monotonic() - started:.1f} s at {info['api_url']}")
-        ok = asyncio.run(measure(info, process.pid, documents, args))
+        ok = asyncio.run(measure(info, process.pid, documents, args, home))
         server_log = (home / "logs" / "prefect-server.log").read_text(errors="replace")
         print(f"Prefect server log: {server_log.count('database is locked')} 'database is locked'")
     finally:

@@ -113,9 +113,10 @@ def main() -> None:
     args = parser.parse_args()
     os.environ["PREFECT_LOGGING_LEVEL"] = args.log_level
 
-    from distributed import Client, LocalCluster
+    from distributed import Client
     from prefect.testing.utilities import prefect_test_harness
 
+    from core.dask import local_cluster
     from core.embedder import get_embedder
     from core.settings import get_settings
 
@@ -135,9 +136,7 @@ def main() -> None:
 
     with (
         prefect_test_harness(server_startup_timeout=120),
-        LocalCluster(
-            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
-        ) as cluster,
+        local_cluster(2) as cluster,
     ):
         os.environ["OCTAVIUS_DASK_ADDRESS"] = str(cluster.scheduler_address)
         get_settings.cache_clear()

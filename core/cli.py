@@ -22,8 +22,11 @@ console = Console(stderr=True)
 JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout.")]
 
 
-def _prepare_environment() -> None:
-    """Points this process at the running stack of OCTAVIUS_HOME, or at a private Prefect home."""
+def _prepare_environment(*, runs_flows: bool = False) -> None:
+    """Points this process at the running stack of OCTAVIUS_HOME, or at a private Prefect home.
+
+    With `runs_flows`, flows run in this process: their results go to OCTAVIUS_STORAGE_URL.
+    """
     from core.settings import get_settings
     from deployments.stack import read_stack
 
@@ -49,6 +52,10 @@ def _prepare_environment() -> None:
         if not settings.dask_address:
             os.environ["OCTAVIUS_DASK_ADDRESS"] = stack.dask_address
             get_settings.cache_clear()
+    if runs_flows:
+        from core.storage import apply_result_storage
+
+        apply_result_storage(get_settings())
 
 
 def _emit(model: Any, as_json: bool) -> None:
@@ -75,7 +82,7 @@ def ingest(
     as_json: JsonOption = False,
 ) -> None:
     """Ingest files and folders into the knowledge base."""
-    _prepare_environment()
+    _prepare_environment(runs_flows=True)
     from core.progress_bar import follow_progress
     from core.settings import get_settings
     from flows.ingest import ingest_documents
@@ -112,7 +119,7 @@ def audit(
     as_json: JsonOption = False,
 ) -> None:
     """Audit PDFs: disclaimers, format, grammar and logos; exit code 1 when any file fails."""
-    _prepare_environment()
+    _prepare_environment(runs_flows=True)
     from core.audit_models import Verdict
     from core.progress_bar import follow_progress
     from core.settings import get_settings
@@ -210,7 +217,7 @@ def research(
     """Write a cited report that answers a question from the knowledge base."""
     if language not in (None, "es", "en"):
         raise typer.BadParameter("language must be es or en", param_hint="--language")
-    _prepare_environment()
+    _prepare_environment(runs_flows=True)
     from rich.markdown import Markdown
 
     from core.progress_bar import follow_progress
@@ -275,7 +282,7 @@ def reindex(
     """Rebuild the knowledge base into a new collection version and swap it in."""
     if force and rollback:
         raise typer.BadParameter("--force and --rollback exclude each other")
-    _prepare_environment()
+    _prepare_environment(runs_flows=True)
     from core.progress_bar import follow_progress
     from flows.reindex import reindex_collection
     from tasks.reindex import report_markdown
@@ -299,7 +306,7 @@ def cleanup(
     as_json: JsonOption = False,
 ) -> None:
     """Remove old uploads, results, orphan points, expired versions and stale rate limits."""
-    _prepare_environment()
+    _prepare_environment(runs_flows=True)
     from flows.cleanup import cleanup_resources
     from tasks.cleanup import report_markdown
 

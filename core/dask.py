@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from pathlib import Path
 from typing import Any
 from uuid import uuid4
 
+import dask.config
+from distributed import LocalCluster
 from prefect.context import FlowRunContext
 from prefect_dask.client import PrefectDaskClient
 from prefect_dask.task_runners import DaskTaskRunner, PrefectDaskFuture
@@ -20,6 +23,34 @@ _IN_PROCESS_CLUSTER: dict[str, Any] = {
     "processes": False,
     "dashboard_address": None,
 }
+
+
+# Worker settings (see the file): `octavius up` applies them to its LocalCluster, and
+# `dask worker` processes read them when DASK_CONFIG names the file.
+WORKER_CONFIG_FILE = Path(__file__).resolve().parents[1] / "deployments" / "dask.yaml"
+WORKER_CONFIG_ENV = {"DASK_CONFIG": str(WORKER_CONFIG_FILE)}
+
+
+def local_cluster(workers: int, dashboard_address: str | None = None) -> LocalCluster:
+    """A LocalCluster of `workers` single-thread worker processes, as `octavius up` runs it."""
+    with dask.config.set(_dotted(dask.config.collect([str(WORKER_CONFIG_FILE)], env={}))):
+        return LocalCluster(  # type: ignore[no-untyped-call]
+            n_workers=workers,
+            threads_per_worker=1,
+            processes=True,
+            dashboard_address=dashboard_address,
+        )
+
+
+def _dotted(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """A nested config as dotted keys: dask.config.set would replace whole subtrees."""
+    flat: dict[str, Any] = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            flat.update(_dotted(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
 
 
 class SettingsDaskTaskRunner(DaskTaskRunner):

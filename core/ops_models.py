@@ -79,6 +79,7 @@ class CleanupKind(StrEnum):
     ORPHAN_DOCUMENT = "orphan_document"
     COLLECTION_VERSION = "collection_version"
     RATE_LIMIT = "rate_limit"
+    RESERVED_RUN = "reserved_run"
 
 
 class CleanupItem(BaseModel):

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -21,6 +21,18 @@ class Settings(BaseSettings):
         default=Path(".octavius"),
         description="Folder for everything the embedded stack writes: uploads, vectors, "
         "Prefect's database, results.",
+    )
+    storage_url: str | None = Field(
+        default=None,
+        description="fsspec URL every process can read (file:///shared/octavius, "
+        "s3://bucket/prefix): results and caches go to <url>/results, uploads to <url>/uploads; "
+        "unset means folders under OCTAVIUS_HOME.",
+    )
+    storage_options: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Options for the storage URL's fsspec filesystem, as a JSON object (for S3: "
+        "endpoint_url, key, secret); unset, s3fs reads the standard AWS_* environment and "
+        "config.",
     )
     tenant: str = Field(
         default="default",
@@ -148,6 +160,14 @@ class Settings(BaseSettings):
     max_tasks_in_flight: int = Field(
         default=20, ge=1, description="Tasks one user may have scheduled or running at once."
     )
+    reserved_runs: int = Field(
+        default=120,
+        ge=0,
+        le=2000,
+        description="Flow runs each API process keeps created ahead of demand per deployment it "
+        "starts (ingest, audit, research), so a POST answers 202 without waiting for Prefect; "
+        "0 creates every run on the request path.",
+    )
     sse_keepalive_s: float = Field(
         default=15.0, gt=0, description="Seconds between keep-alive comments on idle event streams."
     )
@@ -238,6 +258,17 @@ class Settings(BaseSettings):
         description="Retries of a chat request after a timeout, 429 or 5xx (exponential backoff "
         "with jitter, honouring Retry-After).",
     )
+
+    @field_validator("storage_url")
+    @classmethod
+    def _storage_url_is_url(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        if "://" not in value:
+            raise ValueError(
+                "must be a URL with a scheme, e.g. file:///shared/octavius or s3://b/p"
+            )
+        return value.rstrip("/")
 
     @property
     def uploads_dir(self) -> Path:

@@ -29,3 +29,8 @@ CLEANUP: Final = f"{CLEANUP_FLOW}/{CLEANUP_DEPLOYMENT}"
 CLEANUP_INTERVAL_S: Final = 3600
 
 PROGRESS_EVENT: Final = "octavius.progress"
+
+# Runs the API created ahead of demand (api/reservoir.py): Scheduled far ahead under this state
+# name and tag until a task claims one; cleanup deletes those left over by a vanished API.
+RESERVED_STATE: Final = "Reserved"
+RESERVED_TAG: Final = "octavius:reserved"

@@ -6,6 +6,7 @@ from prefect import serve
 from prefect.deployments.runner import RunnerDeployment
 
 from core.settings import get_settings
+from core.storage import apply_result_storage
 from deployments.names import (
     AUDIT_DEPLOYMENT,
     CLEANUP_DEPLOYMENT,
@@ -65,6 +66,7 @@ def runner_deployments() -> list[RunnerDeployment]:
 
 def main() -> None:
     """Serves every deployment until interrupted."""
+    apply_result_storage(get_settings())
     # Without a limit serve() starts every scheduled run at once: a burst of uploads would
     # start one Python process per run on a two-core machine.
     serve(

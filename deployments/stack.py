@@ -232,17 +232,14 @@ class Stack:
         return str(next(iter(json.loads(path.read_text()))))
 
     def _start_cluster(self, env: dict[str, str]) -> str:
-        from distributed import Client, LocalCluster
+        from distributed import Client
+
+        from core.dask import local_cluster
 
         self.echo(f"Starting a Dask LocalCluster with {self.settings.dask_workers} workers ...")
         # Worker processes inherit this process's environment.
         os.environ.update(env)
-        cluster = LocalCluster(  # type: ignore[no-untyped-call]
-            n_workers=self.settings.dask_workers,
-            threads_per_worker=1,
-            processes=True,
-            dashboard_address=":0",
-        )
+        cluster = local_cluster(self.settings.dask_workers, dashboard_address=":0")
         self.cluster = cluster
         with Client(cluster) as client:  # type: ignore[no-untyped-call]
             client.run(_warm_worker)

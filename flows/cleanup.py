@@ -12,6 +12,7 @@ from tasks.cleanup import (
     active_references_task,
     find_files_task,
     find_rate_limits_task,
+    find_reserved_runs_task,
     find_store_items_task,
     publish_cleanup_report_task,
     remove_items_task,
@@ -32,6 +33,7 @@ def cleanup_resources(dry_run: bool = False) -> CleanupReport:
     references = active_references_task()
     files, kept = find_files_task(references)
     items = [*files, *find_store_items_task(references), *find_rate_limits_task()]
+    items += find_reserved_runs_task()
     errors = [] if dry_run else remove_items_task(items)
     failed = {error.split(": ", 1)[0] for error in errors}
     report = CleanupReport(

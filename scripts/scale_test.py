@@ -36,6 +36,8 @@ from typing import Any
 
 import httpx
 
+from core.dask import WORKER_CONFIG_ENV
+
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 FINAL = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
@@ -434,12 +436,14 @@ def main() -> int:
              "--no-dashboard"],
             env,
         )  # fmt: skip
+        # Workers keep glibc's adaptive malloc (deployments/dask.yaml).
+        worker_env = {**env, **WORKER_CONFIG_ENV}
         for n in (1, 2):
             processes.spawn(
                 f"dask-worker-{n}",
                 [str(BIN / "dask"), "worker", dask_address, "--nthreads", "1", "--nworkers",
                  "1", "--name", f"worker-{n}", "--no-dashboard", "--memory-limit", "2GiB"],
-                env,
+                worker_env,
             )  # fmt: skip
         _wait_dask_workers(dask_address, 2, 120)
         timings["dask scheduler + 2 workers"] = time.monotonic() - mark

@@ -13,21 +13,30 @@ import shutil
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from uuid import UUID
 
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import (
+    FlowRunFilter,
+    FlowRunFilterState,
+    FlowRunFilterStateName,
+    FlowRunFilterTags,
+)
 from pydantic import BaseModel
 
 from core.ops_models import CleanupItem, CleanupKind, CleanupReport
 from core.settings import Settings, get_settings
 from core.store import VectorStore, get_store
 from core.store.base import CollectionVersion
-from tasks.runs import active_flow_runs, is_run_active, string_values
+from deployments.names import RESERVED_STATE, RESERVED_TAG
+from tasks.runs import _pages, active_flow_runs, is_run_active, string_values
 
 logger = logging.getLogger(__name__)
 
 RATE_LIMIT_PREFIX = "octavius-rate:"
+RESERVED_RUN_RETENTION = timedelta(days=1)
 _LIMITS_PAGE = 200
 
 
@@ -181,6 +190,21 @@ def find_rate_limits(settings: Settings) -> list[CleanupItem]:
     return found
 
 
+def find_reserved_runs(now: datetime) -> list[CleanupItem]:
+    """Runs an API process reserved ahead of demand more than a day ago and never handed out
+    (the API itself retires its own after 12 hours: these belong to one that is gone)."""
+    reserved = FlowRunFilter(
+        tags=FlowRunFilterTags(all_=[RESERVED_TAG]),
+        state=FlowRunFilterState(name=FlowRunFilterStateName(any_=[RESERVED_STATE])),
+    )
+    with get_client(sync_client=True) as client:
+        return [
+            CleanupItem(kind=CleanupKind.RESERVED_RUN, target=str(run.id), detail="never claimed")
+            for run in _pages(client, reserved)
+            if run.created is not None and run.created < now - RESERVED_RUN_RETENTION
+        ]
+
+
 def remove_items(items: Sequence[CleanupItem], store: VectorStore) -> list[str]:
     """Deletes what was found; returns one error line per item that could not be removed."""
     errors = []
@@ -200,6 +224,9 @@ def remove_items(items: Sequence[CleanupItem], store: VectorStore) -> list[str]:
             elif item.kind is CleanupKind.RATE_LIMIT:
                 with get_client(sync_client=True) as client:
                     client.delete_global_concurrency_limit_by_name(item.target)
+            elif item.kind is CleanupKind.RESERVED_RUN:
+                with get_client(sync_client=True) as client:
+                    client.delete_flow_run(UUID(item.target))
         except Exception as exc:
             logger.warning("could not remove %s %s: %s", item.kind.value, item.target, exc)
             errors.append(f"{item.kind.value} {item.target}: {exc}")
@@ -272,6 +299,12 @@ def find_store_items_task(references: ActiveReferences) -> list[CleanupItem]:
 def find_rate_limits_task() -> list[CleanupItem]:
     """Lists rate limits of an old configuration."""
     return find_rate_limits(get_settings())
+
+
+@task(name="find-reserved-runs", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=2)
+def find_reserved_runs_task() -> list[CleanupItem]:
+    """Prefect-task wrapper of `find_reserved_runs` at the current time."""
+    return find_reserved_runs(datetime.now(UTC))
 
 
 @task(name="remove-items", cache_policy=NO_CACHE)

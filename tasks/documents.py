@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-from pathlib import Path
 from typing import Any
 
 from prefect import task
@@ -12,6 +11,7 @@ from prefect.context import TaskRunContext
 
 from core.models import ChunkedDocument, PlannedDocument
 from core.settings import get_settings
+from core.storage import local_file
 from core.tokens import get_token_counter
 from tasks.chunking import chunk_document, chunking_config, embedding_text
 from tasks.parsing import parse_document
@@ -21,13 +21,14 @@ from tasks.planning import PIPELINE_VERSION
 def parse_and_chunk(planned: PlannedDocument) -> ChunkedDocument:
     """Parses the file and cuts it into chunks sized for the model; raises ParseError."""
     settings = get_settings()
-    parsed = parse_document(
-        Path(planned.file.path),
-        doc_id=planned.file.doc_id,
-        source=planned.file.source,
-        max_bytes=int(settings.max_file_mb * 2**20),
-        max_pages=settings.max_pages,
-    )
+    with local_file(planned.file.path) as path:
+        parsed = parse_document(
+            path,
+            doc_id=planned.file.doc_id,
+            source=planned.file.source,
+            max_bytes=int(settings.max_file_mb * 2**20),
+            max_pages=settings.max_pages,
+        )
     counter = get_token_counter(settings)
     chunks = chunk_document(parsed, chunking_config(settings), counter)
     return ChunkedDocument(

@@ -22,6 +22,7 @@ from core.models import (
     StoredDocument,
 )
 from core.settings import Settings, get_settings
+from core.storage import content_sha256, files_under, is_file, is_url, size_of
 from core.store import get_store
 from tasks.chunking import chunking_config
 from tasks.parsing import file_sha256
@@ -59,6 +60,11 @@ def discover_files(
     found: dict[str, SourceFile] = {}
     missing: list[DocumentReport] = []
     for raw in paths:
+        if is_url(raw):
+            stored_files, gone = _discover_stored(raw, tenant, names)
+            found.update((file.source, file) for file in stored_files)
+            missing.extend(gone)
+            continue
         path = Path(raw).expanduser()
         if path.is_dir():
             candidates = sorted(
@@ -93,6 +99,40 @@ def discover_files(
     return list(found.values()), missing
 
 
+def _discover_stored(
+    url: str, tenant: str, names: dict[str, str]
+) -> tuple[list[SourceFile], list[DocumentReport]]:
+    """A stored object, or the objects under a URL prefix, known by their upload name or URL.
+
+    The URL stays the file's path: whoever parses it fetches a local copy.
+    """
+    if is_file(url):
+        source = names.get(url, url)
+        file = SourceFile(
+            path=url, source=source, doc_id=document_id(tenant, source), size=size_of(url)
+        )
+        return [file], []
+    try:
+        children = files_under(url)
+    except FileNotFoundError:
+        children = []
+    if not children:
+        source = names.get(url, url)
+        return [], [
+            DocumentReport(
+                source=source,
+                doc_id=document_id(tenant, source),
+                status=DocumentStatus.FAILED,
+                reason=FailureReason.NOT_FOUND,
+                error=f"no such object or prefix: {url}",
+            )
+        ]
+    return [
+        SourceFile(path=child, source=child, doc_id=document_id(tenant, child), size=size_of(child))
+        for child in children
+    ], []
+
+
 def folders_of(paths: Sequence[str]) -> list[str]:
     """Resolved folders among the given paths, each ending with a separator."""
     return [str(Path(p).expanduser().resolve()) + os.sep for p in paths if Path(p).is_dir()]
@@ -124,7 +164,7 @@ def plan_ingestion(
                 )
             )
             continue
-        content_hash = file_sha256(Path(file.path))
+        content_hash = content_sha256(file.path)
         version = index_version(content_hash, chunking_fingerprint, model_id)
         previous = stored.get(file.doc_id)
         if previous is not None and previous.version == version and not previous.mixed_versions:

@@ -55,11 +55,9 @@ def prefect_harness() -> Iterator[None]:
 @pytest.fixture(scope="session")
 def dask_address(prefect_harness: None) -> Iterator[str]:
     """A real Dask LocalCluster of two single-thread worker processes, shared by the session."""
-    from distributed import LocalCluster
+    from core.dask import local_cluster
 
-    with LocalCluster(
-        n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
-    ) as cluster:
+    with local_cluster(2) as cluster:
         yield str(cluster.scheduler_address)
 
 

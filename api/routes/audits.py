@@ -1,21 +1,29 @@
-"""Document audit: a PDF (and maybe a policy) to disk, validated, then the audit deployment."""
+"""Document audit: a PDF (and maybe a policy) to storage, validated, then the audit deployment."""
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import APIRouter, Header, HTTPException, Request, Response, status
+from fastapi import APIRouter, HTTPException, Request, Response, status
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData, UploadFile
 
 from api.accepted import accepted
-from api.deps import CurrentUser, PrefectDep, SettingsDep, TaskSlot
+from api.deps import AuditSlot, CurrentUser, PrefectDep, ReservoirDep, SettingsDep
 from api.errors import invalid
-from api.prefect_tasks import IDEMPOTENCY_KEY_PATTERN, find_task, start_task
+from api.prefect_tasks import start_task
 from api.schemas import TaskAccepted
-from api.uploads import new_upload_dir, read_multipart, safe_name, save_upload
+from api.uploads import (
+    new_upload_dir,
+    read_head,
+    read_multipart,
+    remove_upload_dir,
+    safe_name,
+    save_upload,
+    write_upload_bytes,
+)
+from core.storage import uploads_location
 from deployments.names import AUDIT
 from tasks.audit.policy import MAX_POLICY_BYTES, POLICIES_DIR, PolicyError, parse_policy
 
@@ -63,16 +71,12 @@ async def start_audit(
     settings: SettingsDep,
     client: PrefectDep,
     user: CurrentUser,
-    slot: TaskSlot,
-    idempotency_key: Annotated[
-        str | None, Header(pattern=IDEMPOTENCY_KEY_PATTERN, include_in_schema=False)
-    ] = None,
+    reservoir: ReservoirDep,
+    slot: AuditSlot,
 ) -> TaskAccepted:
     """Saves one PDF, checks the optional policy, and starts its audit; answers with the task id."""
-    if idempotency_key is not None:
-        earlier = await find_task(client, user=user, kind="audit", key=idempotency_key)
-        if earlier is not None:
-            return accepted(response, str(earlier.id), settings.api_base_url)
+    if slot.earlier is not None:
+        return accepted(response, slot.earlier, settings.api_base_url)
     max_file = int(settings.max_file_mb * 2**20)
     form = await read_multipart(
         request, max_bytes=max_file + MAX_POLICY_BYTES + 8192, max_files=2, max_fields=4
@@ -87,41 +91,40 @@ async def start_audit(
             raise HTTPException(
                 status.HTTP_415_UNSUPPORTED_MEDIA_TYPE, f"{name}: only PDF files can be audited"
             )
-        folder = new_upload_dir(settings.uploads_dir, user)
-        path = (await run_in_threadpool(save_upload, upload, folder, name, max_file)).resolve()
+        folder = await run_in_threadpool(new_upload_dir, uploads_location(settings), user)
+        path = await run_in_threadpool(save_upload, upload, folder, name, max_file)
     finally:
         await form.close()
-    if not _is_pdf(path):
-        shutil.rmtree(folder, ignore_errors=True)
+    if b"%PDF-" not in await run_in_threadpool(read_head, path):
+        await run_in_threadpool(remove_upload_dir, folder)
         raise HTTPException(
             status.HTTP_415_UNSUPPORTED_MEDIA_TYPE, f"{name}: not a PDF file (no %PDF header)"
         )
     policy_path = None
     if policy_text is not None:
-        policy_path = folder / _POLICY_NAME
-        policy_path.write_bytes(policy_text)
+        policy_path = await run_in_threadpool(write_upload_bytes, folder, _POLICY_NAME, policy_text)
     try:
-        run = await start_task(
+        started = await start_task(
             client,
+            reservoir,
             AUDIT,
             kind="audit",
             user=user,
             parameters={
-                "paths": [str(path)],
-                "policy": str(policy_path) if policy_path else None,
+                "paths": [path],
+                "policy": policy_path,
                 "tenant": user,
-                "names": {str(path): name},
+                "names": {path: name},
             },
             slot=slot,
-            idempotency_key=idempotency_key,
         )
     except Exception:
-        shutil.rmtree(folder, ignore_errors=True)
+        await run_in_threadpool(remove_upload_dir, folder)
         raise
-    if run.parameters.get("paths") != [str(path)]:
+    if started.parameters.get("paths") != [path]:
         # A concurrent request with the same key won: its run audits its own copy.
-        shutil.rmtree(folder, ignore_errors=True)
-    return accepted(response, str(run.id), settings.api_base_url)
+        await run_in_threadpool(remove_upload_dir, folder)
+    return accepted(response, started.task_id, settings.api_base_url)
 
 
 async def _policy_text(form: FormData) -> bytes | None:
@@ -139,8 +142,3 @@ async def _policy_text(form: FormData) -> bytes | None:
     except PolicyError as exc:
         raise invalid(("body", "policy"), str(exc), None) from exc
     return raw
-
-
-def _is_pdf(path: Path) -> bool:
-    with path.open("rb") as stream:
-        return b"%PDF-" in stream.read(1024)

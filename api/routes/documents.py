@@ -1,20 +1,27 @@
-"""Document upload: files to disk, then the ingestion deployment."""
+"""Document upload: files to disk or the storage URL, then the ingestion deployment."""
 
 from __future__ import annotations
 
-import shutil
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import APIRouter, Header, Request, Response, status
+from fastapi import APIRouter, Request, Response, status
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 
 from api.accepted import accepted
-from api.deps import CurrentUser, PrefectDep, SettingsDep, TaskSlot
+from api.deps import CurrentUser, IngestSlot, PrefectDep, ReservoirDep, SettingsDep
 from api.errors import invalid
-from api.prefect_tasks import IDEMPOTENCY_KEY_PATTERN, find_task, start_task
+from api.prefect_tasks import start_task
 from api.schemas import TaskAccepted
-from api.uploads import check_suffix, new_upload_dir, read_multipart, safe_name, save_upload
+from api.uploads import (
+    check_suffix,
+    new_upload_dir,
+    read_multipart,
+    remove_upload_dir,
+    safe_name,
+    save_upload,
+)
+from core.storage import uploads_location
 from deployments.names import INGEST
 
 router = APIRouter(prefix="/api/documents", tags=["documents"])
@@ -57,16 +64,12 @@ async def upload_documents(
     settings: SettingsDep,
     client: PrefectDep,
     user: CurrentUser,
-    slot: TaskSlot,
-    idempotency_key: Annotated[
-        str | None, Header(pattern=IDEMPOTENCY_KEY_PATTERN, include_in_schema=False)
-    ] = None,
+    reservoir: ReservoirDep,
+    slot: IngestSlot,
 ) -> TaskAccepted:
     """Saves one or more files and starts their ingestion; answers at once with the task id."""
-    if idempotency_key is not None:
-        earlier = await find_task(client, user=user, kind="ingest", key=idempotency_key)
-        if earlier is not None:
-            return accepted(response, str(earlier.id), settings.api_base_url)
+    if slot.earlier is not None:
+        return accepted(response, slot.earlier, settings.api_base_url)
     max_file = int(settings.max_file_mb * 2**20)
     form = await read_multipart(
         request,
@@ -84,27 +87,27 @@ async def upload_documents(
             if name in names:
                 raise invalid(("body", "files"), f"{name} appears twice in the upload", name)
             names.append(name)
-        folder = new_upload_dir(settings.uploads_dir, user)
+        folder = await run_in_threadpool(new_upload_dir, uploads_location(settings), user)
         paths = {}
         for upload, name in zip(uploads, names, strict=True):
             path = await run_in_threadpool(save_upload, upload, folder, name, max_file)
-            paths[str(path.resolve())] = name
+            paths[path] = name
     finally:
         await form.close()
     try:
-        run = await start_task(
+        started = await start_task(
             client,
+            reservoir,
             INGEST,
             kind="ingest",
             user=user,
             parameters={"paths": list(paths), "tenant": user, "names": paths},
             slot=slot,
-            idempotency_key=idempotency_key,
         )
     except Exception:
-        shutil.rmtree(folder, ignore_errors=True)
+        await run_in_threadpool(remove_upload_dir, folder)
         raise
-    if run.parameters.get("paths") != list(paths):
+    if started.parameters.get("paths") != list(paths):
         # A concurrent request with the same key won: its run ingests its own copy.
-        shutil.rmtree(folder, ignore_errors=True)
-    return accepted(response, str(run.id), settings.api_base_url)
+        await run_in_threadpool(remove_upload_dir, folder)
+    return accepted(response, started.task_id, settings.api_base_url)

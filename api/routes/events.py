@@ -9,9 +9,10 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Header, Request
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
-from api.deps import CurrentUser, PrefectDep, SettingsDep
+from api.claims import Claim
+from api.deps import ClaimsDep, CurrentUser, PrefectDep, SettingsDep
 from api.events import EventBroker, Overflow, RunEvent, follow_run
-from api.prefect_tasks import read_owned_run
+from api.prefect_tasks import read_task
 
 router = APIRouter(prefix="/api/tasks", tags=["tasks"])
 
@@ -55,6 +56,7 @@ async def _messages(events: AsyncIterator[RunEvent | Overflow]) -> AsyncIterator
 async def task_events(
     task_id: str,
     client: PrefectDep,
+    store: ClaimsDep,
     broker: BrokerDep,
     settings: SettingsDep,
     user: CurrentUser,
@@ -63,9 +65,11 @@ async def task_events(
     ] = None,
 ) -> EventSourceResponse:
     """Progress and state changes of one of the caller's tasks, as they happen, until final."""
-    run = await read_owned_run(client, task_id, user)
+    # A claim Prefect does not have yet streams from its reserved run, which it becomes.
+    task = await read_task(client, store, task_id, user)
+    run_id = task.run_id if isinstance(task, Claim) else str(task.id)
     return EventSourceResponse(
-        _messages(follow_run(client, broker, str(run.id), last_event_id)),
+        _messages(follow_run(client, broker, run_id, last_event_id)),
         ping=settings.sse_keepalive_s,
         ping_message_factory=_ping,
     )

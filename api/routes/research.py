@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Annotated
-
-from fastapi import APIRouter, Header, Response, status
+from fastapi import APIRouter, Response, status
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from api.accepted import accepted
-from api.deps import CurrentUser, PrefectDep, SettingsDep, TaskSlot
-from api.prefect_tasks import IDEMPOTENCY_KEY_PATTERN, find_task, start_task
+from api.deps import CurrentUser, PrefectDep, ResearchSlot, ReservoirDep, SettingsDep
+from api.prefect_tasks import start_task
 from api.schemas import TaskAccepted
 from core.research_models import ReportLanguage
 from deployments.names import RESEARCH
@@ -58,28 +56,24 @@ async def start_research(
     settings: SettingsDep,
     client: PrefectDep,
     user: CurrentUser,
-    slot: TaskSlot,
-    idempotency_key: Annotated[
-        str | None, Header(pattern=IDEMPOTENCY_KEY_PATTERN, include_in_schema=False)
-    ] = None,
+    reservoir: ReservoirDep,
+    slot: ResearchSlot,
 ) -> TaskAccepted:
     """Starts a research run over the caller's documents; answers at once with the task id."""
-    run = None
-    if idempotency_key is not None:
-        run = await find_task(client, user=user, kind=KIND, key=idempotency_key)
-    if run is None:
-        run = await start_task(
-            client,
-            RESEARCH,
-            kind=KIND,
-            user=user,
-            parameters={
-                "query": body.query,
-                "tenant": user,
-                "language": body.language,
-                "depth": body.depth,
-            },
-            slot=slot,
-            idempotency_key=idempotency_key,
-        )
-    return accepted(response, str(run.id), settings.api_base_url)
+    if slot.earlier is not None:
+        return accepted(response, slot.earlier, settings.api_base_url)
+    started = await start_task(
+        client,
+        reservoir,
+        RESEARCH,
+        kind=KIND,
+        user=user,
+        parameters={
+            "query": body.query,
+            "tenant": user,
+            "language": body.language,
+            "depth": body.depth,
+        },
+        slot=slot,
+    )
+    return accepted(response, started.task_id, settings.api_base_url)

@@ -4,16 +4,20 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Response, status
+from fastapi import APIRouter, HTTPException, Query, Response, status
 from pydantic import AfterValidator
 
 from api.accepted import accepted
-from api.deps import CurrentUser, PrefectDep, SettingsDep, TaskSlot
+from api.claims import Claim
+from api.deps import ClaimsDep, CurrentUser, PrefectDep, RetrySlot, SettingsDep
 from api.prefect_tasks import (
+    cancel_claim,
     cancel_task,
     check_cursor,
+    claim_status,
     list_tasks,
     read_owned_run,
+    read_task,
     retry_task,
     task_status,
 )
@@ -29,6 +33,7 @@ _NOT_FOUND: dict[int | str, dict[str, Any]] = {
 @router.get("", response_model=TaskPage)
 async def get_tasks(
     client: PrefectDep,
+    store: ClaimsDep,
     user: CurrentUser,
     kind: Annotated[list[TaskKind] | None, Query(description="Only these kinds.")] = None,
     state: Annotated[
@@ -43,15 +48,19 @@ async def get_tasks(
 ) -> TaskPage:
     """The caller's tasks, newest first, without results."""
     return await list_tasks(
-        client, user, kinds=kind or (), states=state or (), limit=limit, cursor=cursor
+        client, store, user, kinds=kind or (), states=state or (), limit=limit, cursor=cursor
     )
 
 
 @router.get("/{task_id}", response_model=TaskStatus, responses=_NOT_FOUND)
-async def get_task(task_id: str, client: PrefectDep, user: CurrentUser) -> TaskStatus:
+async def get_task(
+    task_id: str, client: PrefectDep, store: ClaimsDep, user: CurrentUser
+) -> TaskStatus:
     """State, progress and, when done, the result of one of the caller's tasks."""
-    run = await read_owned_run(client, task_id, user)
-    return await task_status(client, run)
+    task = await read_task(client, store, task_id, user)
+    if isinstance(task, Claim):
+        return claim_status(task)
+    return await task_status(client, task)
 
 
 @router.delete(
@@ -60,8 +69,15 @@ async def get_task(task_id: str, client: PrefectDep, user: CurrentUser) -> TaskS
     response_model=TaskStatus,
     responses={**_NOT_FOUND, 409: {"description": "The task already ended"}},
 )
-async def cancel(task_id: str, client: PrefectDep, user: CurrentUser) -> TaskStatus:
+async def cancel(
+    task_id: str, client: PrefectDep, store: ClaimsDep, user: CurrentUser
+) -> TaskStatus:
     """Cancels a scheduled or running task; answers its state (CANCELLING or CANCELLED)."""
+    task = await read_task(client, store, task_id, user)
+    if isinstance(task, Claim):
+        cancelled = await cancel_claim(store, task)
+        if cancelled is not None:
+            return cancelled
     run = await read_owned_run(client, task_id, user)
     await cancel_task(client, run)
     return await task_status(client, await read_owned_run(client, task_id, user))
@@ -77,12 +93,17 @@ async def retry(
     task_id: str,
     response: Response,
     client: PrefectDep,
+    store: ClaimsDep,
     settings: SettingsDep,
     user: CurrentUser,
-    slot: TaskSlot,
+    slot: RetrySlot,
 ) -> TaskAccepted:
     """Runs a failed or crashed task again under the same id, reusing its cached steps."""
-    run = await read_owned_run(client, task_id, user)
+    task = await read_task(client, store, task_id, user)
+    if isinstance(task, Claim):
+        state = claim_status(task).state
+        raise HTTPException(status.HTTP_409_CONFLICT, f"task is {state} and cannot be retried")
+    run = task
     await retry_task(client, run)
     slot.bind(str(run.id))  # in flight again: it counts against the user's cap
     return accepted(response, str(run.id), settings.api_base_url)

@@ -13,6 +13,7 @@ from prefect.context import TaskRunContext
 from pydantic import BaseModel, Field
 
 from core.audit_models import Auditor, AuditPolicy, Box, Finding, LogoRule, Severity
+from core.storage import local_file
 from tasks.audit.logo_match import (
     LogoHit,
     LogoRef,
@@ -167,7 +168,8 @@ def logo_pages_task(
     pdf_path: str, pages: list[int], policy: AuditPolicy, tenant: str = ""
 ) -> list[LogoPageResult]:
     """Locates the policy's logos on one batch of pages; cached on content, policy and code."""
-    return detect_logos(Path(pdf_path), pages, policy)
+    with local_file(pdf_path) as pdf:
+        return detect_logos(pdf, pages, policy)
 
 
 def logo_findings(

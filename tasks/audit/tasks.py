@@ -26,6 +26,7 @@ from core.audit_models import (
 )
 from core.models import FailureReason
 from core.settings import get_settings
+from core.storage import is_url, local_file, size_of
 from tasks.audit.disclaimer import audit_disclaimers
 from tasks.audit.format import audit_format
 from tasks.audit.grammar import audit_grammar
@@ -61,24 +62,33 @@ class LoadedPolicy(BaseModel):
 
 def load_policy_file(path: str | None) -> LoadedPolicy:
     """The policy at `path` (the shipped default when None) and its hash; raises PolicyError."""
-    policy = load_policy(Path(path) if path else None)
+    if path is None:
+        policy = load_policy(None)
+    else:
+        with local_file(path) as local:
+            policy = load_policy(local)
     return LoadedPolicy(policy=policy, key=policy_hash(policy), source=path or "default")
 
 
 def inspect_target(path: str) -> AuditTarget:
     """The file's content hash, page count and language; ParseError when it cannot be audited."""
     settings = get_settings()
-    pdf = Path(path)
-    size = pdf.stat().st_size if pdf.is_file() else 0
+    try:
+        size = size_of(path)
+    except OSError:
+        size = 0
     if size > settings.max_file_mb * 2**20:
         raise ParseError(
             FailureReason.TOO_LARGE,
             f"file is {size / 2**20:.1f} MiB (limit {settings.max_file_mb:.1f} MiB)",
         )
-    info = inspect_pdf(pdf, max_pages=settings.max_pages)
+    # A stored upload keeps its URL as the path; each task fetches its own local copy.
+    with local_file(path) as pdf:
+        info = inspect_pdf(pdf, max_pages=settings.max_pages)
+        content_hash = file_sha256(pdf)
     return AuditTarget(
-        path=str(pdf),
-        content_hash=file_sha256(pdf),
+        path=path if is_url(path) else str(Path(path)),
+        content_hash=content_hash,
         language=info.language,
         page_count=info.page_count,
     )
@@ -144,7 +154,8 @@ def disclaimer_task(
     """Checks the required disclaimers; cached on content, policy and code version."""
     started = time.monotonic()
     with _own_progress("disclaimer") as progress:
-        paragraphs = read_paragraphs(Path(target.path))
+        with local_file(target.path) as pdf:
+            paragraphs = read_paragraphs(pdf)
         progress(50.0, f"read {len(paragraphs)} paragraphs")
         findings = audit_disclaimers(paragraphs, policy.disclaimers, target.language)
     return _report(Auditor.DISCLAIMER, findings, started)
@@ -161,7 +172,8 @@ def grammar_task(
     """Checks spelling, repeated words, spacing and punctuation; cached like every auditor."""
     started = time.monotonic()
     with _own_progress("grammar") as progress:
-        paragraphs = read_paragraphs(Path(target.path))
+        with local_file(target.path) as pdf:
+            paragraphs = read_paragraphs(pdf)
         progress(30.0, f"read {len(paragraphs)} paragraphs")
         findings = audit_grammar(paragraphs, policy.spelling)
     return _report(Auditor.GRAMMAR, findings, started)
@@ -177,8 +189,8 @@ def format_task(
 ) -> AuditorReport:
     """Checks page geometry, margins, fonts, page numbers and images; cached like every auditor."""
     started = time.monotonic()
-    with _own_progress("format"):
-        findings = audit_format(Path(target.path), policy, language=_message_language(target))
+    with _own_progress("format"), local_file(target.path) as pdf:
+        findings = audit_format(pdf, policy, language=_message_language(target))
     return _report(Auditor.FORMAT, findings, started)
 
 
@@ -235,4 +247,5 @@ def inspect_task(path: str) -> AuditTarget:
 @task(name="annotate-pdf", cache_policy=NO_CACHE, task_run_name="annotate {out}")
 def annotate_task(path: str, findings: list[Finding], out: str) -> str:
     """Writes the PDF with the findings drawn on its pages; returns its path."""
-    return str(annotate_pdf(Path(path), findings, Path(out)))
+    with local_file(path) as pdf:
+        return str(annotate_pdf(pdf, findings, Path(out)))

@@ -22,6 +22,8 @@ TEST_ENV = {
     "OCTAVIUS_DASK_ADDRESS": "",
     "OCTAVIUS_API_TOKENS": '{"alice-token": "alice", "bob-token": "bob"}',
     "OCTAVIUS_SERVICE_TOKEN": SERVICE_TOKEN,
+    # Runs are created on the request path unless a test module turns the reservoir on.
+    "OCTAVIUS_RESERVED_RUNS": "0",
 }
 
 

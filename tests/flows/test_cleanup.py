@@ -9,6 +9,7 @@ import os
 import time
 import uuid
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -22,7 +23,9 @@ from core.ops_models import CleanupKind, CleanupReport
 from core.settings import get_settings
 from core.store import get_store
 from core.store.edge import VERSIONS_FILE
+from deployments.names import RESERVED_STATE, RESERVED_TAG
 from flows.cleanup import cleanup_resources
+from tasks.cleanup import find_reserved_runs, remove_items
 from tests.core.test_store import DIM, make_points
 
 OLD = time.time() - 30 * 24 * 3600
@@ -120,6 +123,7 @@ def test_cleanup_dry_run_lists_and_real_run_removes(litter: dict[str, str]) -> N
         CleanupKind.ORPHAN_DOCUMENT: {f"acme/{litter['gone']}"},
         CleanupKind.COLLECTION_VERSION: {"octavius_v1", "octavius_v3"},
         CleanupKind.RATE_LIMIT: {LIMITS[0]},
+        CleanupKind.RESERVED_RUN: set(),  # none older than a day (see the test below)
     }
     assert {kind: _targets(dry, kind) for kind in CleanupKind} == expected
     # the upload an active run names is old but kept
@@ -145,3 +149,44 @@ def test_cleanup_dry_run_lists_and_real_run_removes(litter: dict[str, str]) -> N
 
     again = cleanup_resources(dry_run=True)
     assert again.removed == []
+
+
+def test_cleanup_deletes_reserved_runs_a_day_old_and_nothing_else(prefect_harness: None) -> None:
+    async def make() -> tuple[uuid.UUID, uuid.UUID]:
+        far = datetime.now(UTC) + timedelta(days=36525)
+        async with get_client() as client:
+            reserved = await client.create_flow_run(
+                consumer,
+                parameters={"paths": []},
+                state=Scheduled(name=RESERVED_STATE, scheduled_time=far),
+                tags=[RESERVED_TAG],
+            )
+            claimed = await client.create_flow_run(
+                consumer, parameters={"paths": []}, state=Scheduled(), tags=["user:bob"]
+            )
+            return reserved.id, claimed.id
+
+    reserved, claimed = asyncio.run(make())
+    assert find_reserved_runs(datetime.now(UTC)) == []  # made just now: left alone
+    found = find_reserved_runs(datetime.now(UTC) + timedelta(days=2))
+    assert [(item.kind, item.target) for item in found] == [
+        (CleanupKind.RESERVED_RUN, str(reserved))
+    ]
+    assert remove_items(found, store=None) == []  # type: ignore[arg-type]
+
+    async def exists(run_id: uuid.UUID) -> bool:
+        async with get_client() as client:
+            try:
+                await client.read_flow_run(run_id)
+            except ObjectNotFound:
+                return False
+            return True
+
+    assert not asyncio.run(exists(reserved))
+    assert asyncio.run(exists(claimed))  # a claimed run is never touched
+
+    async def drop() -> None:
+        async with get_client() as client:
+            await client.delete_flow_run(claimed)
+
+    asyncio.run(drop())
