@@ -13,12 +13,13 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Final
+
+from api.shared_sqlite import open_shared, write_transaction
 
 _BUSY_TIMEOUT_S: Final = 5.0
 # An instance not seen for this long is gone: its reserved runs go to whoever notices.
@@ -102,26 +103,14 @@ class ClaimStore:
 
     def __init__(self, path: Path) -> None:
         """A store on the database at `path`, created on first use."""
-        path.parent.mkdir(parents=True, exist_ok=True)
-        # Transactions take microseconds, so they run on the event loop (as limits_local does).
-        self._db = sqlite3.connect(path, timeout=_BUSY_TIMEOUT_S, isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.executescript(_SCHEMA)
+        self._db = open_shared(path, _SCHEMA, _BUSY_TIMEOUT_S)
 
     def close(self) -> None:
         """Closes the database connection."""
         self._db.close()
 
-    @contextmanager
-    def _write(self) -> Iterator[sqlite3.Connection]:
-        self._db.execute("BEGIN IMMEDIATE")
-        try:
-            yield self._db
-        except BaseException:
-            self._db.execute("ROLLBACK")
-            raise
-        self._db.execute("COMMIT")
+    def _write(self) -> AbstractContextManager[sqlite3.Connection]:
+        return write_transaction(self._db)
 
     def add_reserved(self, deployment: str, runs: list[tuple[str, datetime]], owner: str) -> None:
         """Records runs just reserved in Prefect for the deployment, with their scheduled times."""

@@ -20,8 +20,8 @@ import math
 import sqlite3
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager, contextmanager
+from collections.abc import AsyncIterator
+from contextlib import AbstractContextManager, asynccontextmanager
 from pathlib import Path
 from typing import Final
 
@@ -31,6 +31,7 @@ from prefect.client.orchestration import PrefectClient
 
 from api.limits import PendingRuns, rate_refused, tasks_refused
 from api.limits_prefect import in_flight_run_ids
+from api.shared_sqlite import open_shared, write_transaction
 from core.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -82,26 +83,12 @@ class LocalLimiter:
     ) -> None:
         """A limiter on the database at `path`, created on first use; `pending` names runs of
         a user's tasks Prefect cannot count yet (claims not pushed), kept at reconciliation."""
-        path.parent.mkdir(parents=True, exist_ok=True)
         self._client = client
         self._pending = pending
-        # Transactions take microseconds, so they run on the event loop: a thread hop would
-        # cost more than the work, and the busy timeout only matters under pathological load.
-        self._db = sqlite3.connect(path, timeout=_BUSY_TIMEOUT_MS / 1000, isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.executescript(_SCHEMA)
+        self._db = open_shared(path, _SCHEMA, _BUSY_TIMEOUT_MS / 1000)
 
-    @contextmanager
-    def _write(self) -> Iterator[sqlite3.Connection]:
-        """One write transaction that other processes wait for instead of interleaving."""
-        self._db.execute("BEGIN IMMEDIATE")
-        try:
-            yield self._db
-        except BaseException:
-            self._db.execute("ROLLBACK")
-            raise
-        self._db.execute("COMMIT")
+    def _write(self) -> AbstractContextManager[sqlite3.Connection]:
+        return write_transaction(self._db)
 
     def take_token(self, user: str, settings: Settings, now: float | None = None) -> float:
         """Takes one token of the user's bucket; 0 when taken, else seconds until one is due."""
