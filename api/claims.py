@@ -21,6 +21,8 @@ from typing import Any, Final
 
 from api.shared_sqlite import open_shared, write_transaction
 
+# The claims file under OCTAVIUS_HOME, shared by the machine's API processes.
+CLAIMS_FILE: Final = "claims.sqlite3"
 _BUSY_TIMEOUT_S: Final = 5.0
 # An instance not seen for this long is gone: its reserved runs go to whoever notices.
 INSTANCE_STALE_S: Final = 60.0

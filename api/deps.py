@@ -18,13 +18,21 @@ from api.reservoir import Reservoir
 from api.schemas import TaskKind
 from core.settings import Settings, get_settings
 
+# Every dependency here is async: FastAPI runs a plain `def` dependency in its thread pool, a
+# thread hop per dependency per request that cost more than all the work they do.
 
-def _prefect(request: Request) -> PrefectClient:
+
+async def current_settings() -> Settings:
+    """The process's settings (tests override this dependency)."""
+    return get_settings()
+
+
+async def _prefect(request: Request) -> PrefectClient:
     client: PrefectClient = request.app.state.prefect
     return client
 
 
-SettingsDep = Annotated[Settings, Depends(get_settings)]
+SettingsDep = Annotated[Settings, Depends(current_settings)]
 
 
 _bearer = HTTPBearer(
@@ -32,7 +40,7 @@ _bearer = HTTPBearer(
 )
 
 
-def _authenticated_user(
+async def _authenticated_user(
     settings: SettingsDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
     x_user_id: Annotated[
@@ -47,7 +55,7 @@ def _authenticated_user(
 PrefectDep = Annotated[PrefectClient, Depends(_prefect)]
 
 
-def _limiter(request: Request) -> Limiter:
+async def _limiter(request: Request) -> Limiter:
     limiter: Limiter = request.app.state.limiter
     return limiter
 
@@ -66,7 +74,7 @@ async def _current_user(
 CurrentUser = Annotated[str, Depends(_current_user)]
 
 
-def _reservoir(request: Request) -> Reservoir | None:
+async def _reservoir(request: Request) -> Reservoir | None:
     reservoir: Reservoir | None = request.app.state.reservoir
     return reservoir
 
@@ -74,7 +82,7 @@ def _reservoir(request: Request) -> Reservoir | None:
 ReservoirDep = Annotated[Reservoir | None, Depends(_reservoir)]
 
 
-def _claims(request: Request) -> ClaimStore:
+async def _claims(request: Request) -> ClaimStore:
     store: ClaimStore = request.app.state.claims
     return store
 

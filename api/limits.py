@@ -19,6 +19,8 @@ from core.settings import Settings
 
 # Tasks run for minutes; nothing tells when one ends, so ask for a modest wait.
 TASKS_RETRY_AFTER_S: Final = 10
+# The `local` backend's file under OCTAVIUS_HOME.
+LIMITS_FILE: Final = "limits.sqlite3"
 
 
 class Reservation(Protocol):
@@ -86,4 +88,4 @@ def make_limiter(
         return PrefectLimiter(client, pending)
     from api.limits_local import LocalLimiter
 
-    return LocalLimiter(settings.home / "limits.sqlite3", client, pending)
+    return LocalLimiter(settings.home / LIMITS_FILE, client, pending)

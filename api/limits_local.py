@@ -9,12 +9,14 @@ and a row is bound to its Prefect run before the request ends, so the table neve
 fewer tasks than exist. Rows of tasks that finished are noticed when a user reaches the
 cap: then the table is reconciled with the runs Prefect has in flight, and the request
 counts again. The same reconciliation picks up runs the API did not start (the CLI, a retry,
-another machine); it also runs when a user's rows were not reconciled for a while. A request
+another machine); it runs before a user's first task, and then in the background, without
+delaying the request, when a user's rows were not reconciled for _SYNC_EVERY_S. A request
 that dies mid-way leaves a row that expires after a lease.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import math
 import sqlite3
@@ -23,7 +25,7 @@ import uuid
 from collections.abc import AsyncIterator
 from contextlib import AbstractContextManager, asynccontextmanager
 from pathlib import Path
-from typing import Final
+from typing import Final, Literal
 
 import httpx
 from fastapi import HTTPException, status
@@ -41,6 +43,9 @@ _PENDING_LEASE_S: Final = 300.0
 # Runs started elsewhere (the CLI, a retry, another machine) are counted at least this often.
 _SYNC_EVERY_S: Final = 30.0
 _BUSY_TIMEOUT_MS: Final = 5000
+
+# Whether a request reconciles its user's rows with Prefect, and how (see LocalLimiter.reserve).
+Sync = Literal["first", "due"] | None
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS rate (
@@ -86,6 +91,7 @@ class LocalLimiter:
         self._client = client
         self._pending = pending
         self._db = open_shared(path, _SCHEMA, _BUSY_TIMEOUT_MS / 1000)
+        self._background: set[asyncio.Task[None]] = set()
 
     def _write(self) -> AbstractContextManager[sqlite3.Connection]:
         return write_transaction(self._db)
@@ -114,11 +120,12 @@ class LocalLimiter:
         if wait_s > 0:
             raise rate_refused(settings, math.ceil(wait_s))
 
-    def reserve(self, user: str, settings: Settings) -> tuple[str | None, bool]:
+    def reserve(self, user: str, settings: Settings) -> tuple[str | None, Sync]:
         """Inserts a pending row for the user when their rows leave room.
 
         Returns the row id (None at the cap) and whether this request should reconcile the
-        user's rows with Prefect because nobody did for a while (it then claims that job).
+        user's rows with Prefect (it then claims that job): "first" for a user never
+        reconciled, "due" when nobody did for _SYNC_EVERY_S, else None.
         """
         now = time.time()
         row_id = uuid.uuid4().hex
@@ -128,19 +135,21 @@ class LocalLimiter:
                 (user, now - _PENDING_LEASE_S),
             )
             synced = db.execute("SELECT at FROM synced WHERE user = ?", (user,)).fetchone()
-            sync_due = synced is None or synced[0] < now - _SYNC_EVERY_S
-            if sync_due:
+            sync: Sync = (
+                "first" if synced is None else "due" if synced[0] < now - _SYNC_EVERY_S else None
+            )
+            if sync is not None:
                 db.execute(
                     "INSERT INTO synced (user, at) VALUES (?, ?) "
                     "ON CONFLICT (user) DO UPDATE SET at = excluded.at",
                     (user, now),
                 )
             if self._held(db, user) >= settings.max_tasks_in_flight:
-                return None, sync_due
+                return None, sync
             db.execute(
                 "INSERT INTO tasks (id, user, reserved) VALUES (?, ?, ?)", (row_id, user, now)
             )
-        return row_id, sync_due
+        return row_id, sync
 
     @staticmethod
     def _held(db: sqlite3.Connection, user: str) -> int:
@@ -190,38 +199,59 @@ class LocalLimiter:
         with self._write() as db:
             db.execute("DELETE FROM tasks WHERE id = ? AND run_id IS NULL", (row_id,))
 
+    async def _in_flight(self, user: str, settings: Settings) -> set[str]:
+        """The runs Prefect has in flight for the user, with those it cannot count yet."""
+        in_flight = await in_flight_run_ids(
+            self._client, user, limit=settings.max_tasks_in_flight * 2 + 10
+        )
+        if self._pending is not None:
+            in_flight |= self._pending(user)
+        return in_flight
+
+    async def _reconcile_now(self, user: str, settings: Settings) -> None:
+        asked_at = time.time()
+        try:
+            in_flight = await self._in_flight(user, settings)
+        except (httpx.HTTPError, OSError) as exc:
+            # The next turn comes _SYNC_EVERY_S later, not at the next request.
+            logger.warning("tasks in flight of %s not reconciled: %r", user, exc)
+            return
+        self.reconcile(user, in_flight, asked_at)
+
     @asynccontextmanager
     async def task_slot(self, user: str, settings: Settings) -> AsyncIterator[LocalReservation]:
         """Holds a row for one new task of the user; 429 at max_tasks_in_flight.
 
-        Prefect is asked only at the cap or for the periodic reconciliation; when it cannot be
-        reached, the periodic one waits for its next turn and this request goes ahead (503 at
-        the cap, where the table alone cannot tell).
+        Prefect is asked at the cap and at a user's first task, where the table's count is
+        checked against it before the answer (503 at the cap when Prefect cannot be reached),
+        and then every _SYNC_EVERY_S seconds per user beside the request, so runs started
+        elsewhere (the CLI, a retry, another machine) count from then on without a Prefect
+        round trip on the request path.
         """
-        row_id, sync_due = self.reserve(user, settings)
-        if row_id is None or sync_due:
+        row_id, sync = self.reserve(user, settings)
+        if row_id is None or sync == "first":
             asked_at = time.time()
             try:
-                in_flight = await in_flight_run_ids(
-                    self._client, user, limit=settings.max_tasks_in_flight * 2 + 10
-                )
-            except (httpx.TransportError, OSError) as exc:
-                # The periodic reconciliation waits for its next turn (not the next request).
+                in_flight: set[str] | None = await self._in_flight(user, settings)
+            except (httpx.HTTPError, OSError) as exc:
                 if row_id is None:
                     raise HTTPException(
                         status.HTTP_503_SERVICE_UNAVAILABLE,
                         f"cannot count tasks in flight: {exc!r}",
                     ) from exc
+                # The next turn comes _SYNC_EVERY_S later, not at the next request.
                 logger.warning("tasks in flight of %s not reconciled: %r", user, exc)
                 in_flight = None
             if in_flight is not None:
-                if self._pending is not None:
-                    in_flight |= self._pending(user)
                 self.reconcile(user, in_flight, asked_at)
                 if row_id is None:
                     row_id, _ = self.reserve(user, settings)
                 elif not self.fits(row_id, user, settings):
                     row_id = None
+        elif sync == "due":
+            task = asyncio.create_task(self._reconcile_now(user, settings))
+            self._background.add(task)
+            task.add_done_callback(self._background.discard)
         if row_id is None:
             raise tasks_refused(settings)
         try:
@@ -230,5 +260,8 @@ class LocalLimiter:
             self.release(row_id)
 
     async def aclose(self) -> None:
-        """Closes the database connection."""
+        """Stops reconciliations under way and closes the database connection."""
+        for task in list(self._background):
+            task.cancel()
+        await asyncio.gather(*self._background, return_exceptions=True)
         self._db.close()

@@ -111,21 +111,30 @@ async def _take_rate_slot(client: PrefectClient, name: str, settings: Settings) 
 
 
 async def in_flight_run_ids(client: PrefectClient, user: str, limit: int) -> set[str]:
-    """Ids of (at most `limit` of) the user's runs that are scheduled, pending or running."""
+    """Ids of (at most `limit` of) the user's runs that are scheduled, pending or running.
+
+    Only the ids are read from Prefect's answer: validating every run as a FlowRun cost
+    about a millisecond per run, on the event loop.
+    """
+    runs_filter = FlowRunFilter(
+        tags=FlowRunFilterTags(all_=[f"{USER_TAG}{user}"]),
+        state=FlowRunFilterState(type=FlowRunFilterStateType(any_=list(IN_FLIGHT_STATES))),
+    ).model_dump(mode="json", exclude_unset=True)
     ids: set[str] = set()
     while len(ids) < limit:
         page = min(_PAGE, limit - len(ids))
-        runs = await client.read_flow_runs(
-            flow_run_filter=FlowRunFilter(
-                tags=FlowRunFilterTags(all_=[f"{USER_TAG}{user}"]),
-                state=FlowRunFilterState(type=FlowRunFilterStateType(any_=list(IN_FLIGHT_STATES))),
-            ),
-            sort=FlowRunSort.ID_DESC,
-            offset=len(ids),
-            limit=page,
+        response = await client._client.post(
+            "/flow_runs/filter",
+            json={
+                "flow_runs": runs_filter,
+                "sort": FlowRunSort.ID_DESC.value,
+                "offset": len(ids),
+                "limit": page,
+            },
         )
-        ids.update(str(run.id) for run in runs)
-        if len(runs) < page:
+        found = [str(run["id"]) for run in response.json()]
+        ids.update(found)
+        if len(found) < page:
             break
     return ids
 

@@ -11,16 +11,17 @@ from typing import Any
 from fastapi import FastAPI
 from prefect.client.orchestration import get_client
 
-from api.claims import ClaimStore
+from api.claims import CLAIMS_FILE, ClaimStore
 from api.errors import install_error_handlers
 from api.events import EventBroker
-from api.limits import make_limiter
+from api.limits import LIMITS_FILE, make_limiter
 from api.metrics import instrument
 from api.prefect_client import prefect_httpx_settings
 from api.prefect_tasks import deployment_id_of
 from api.reservoir import Reservoir
 from api.routes import audits, documents, events, health, metrics, research, search, tasks
 from api.schemas import ErrorDetail
+from api.shared_sqlite import checkpoint_forever
 from core.embedder import get_embedder
 from core.settings import get_settings
 from deployments.names import AUDIT, INGEST, RESEARCH
@@ -29,6 +30,8 @@ logger = logging.getLogger(__name__)
 
 # The deployments the API starts tasks of: each gets a reservoir of runs made ahead of demand.
 TASK_DEPLOYMENTS = (INGEST, AUDIT, RESEARCH)
+# How often the claims and limits files are checkpointed, beside the requests.
+SQLITE_CHECKPOINT_S = 5.0
 
 # Every /api route authenticates its caller and counts against the caller's limits.
 USER_ROUTE_RESPONSES: dict[int | str, dict[str, Any]] = {
@@ -53,7 +56,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     settings.uploads_dir.mkdir(parents=True, exist_ok=True)
     warm = asyncio.create_task(asyncio.to_thread(get_embedder, settings))
     prefect = get_client(httpx_settings=prefect_httpx_settings())
-    claims = ClaimStore(settings.home / "claims.sqlite3")
+    claims = ClaimStore(settings.home / CLAIMS_FILE)
     async with prefect as client, EventBroker() as broker:
         app.state.prefect = client
         app.state.events = broker
@@ -65,9 +68,13 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         )
         reservoir.start()
         app.state.reservoir = reservoir if settings.reserved_runs > 0 else None
+        # Both shared SQLite files, whichever limits backend is in use (a missing one is skipped).
+        sqlite_files = [settings.home / CLAIMS_FILE, settings.home / LIMITS_FILE]
+        checkpoints = asyncio.create_task(checkpoint_forever(sqlite_files, SQLITE_CHECKPOINT_S))
         try:
             yield
         finally:
+            checkpoints.cancel()
             await reservoir.stop()
             await app.state.limiter.aclose()
             claims.close()

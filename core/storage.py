@@ -34,7 +34,8 @@ def uploads_location(settings: Settings) -> str:
     """Where uploads go: `<storage URL>/uploads`, or the local uploads folder."""
     if settings.storage_url:
         return f"{settings.storage_url}/uploads"
-    return str(settings.uploads_dir.resolve())
+    # absolute(), not resolve(): no file system calls on every upload request.
+    return str(settings.uploads_dir.absolute())
 
 
 def results_location(settings: Settings) -> str:

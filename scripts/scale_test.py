@@ -23,6 +23,7 @@ import os
 import shutil
 import signal
 import socket
+import sqlite3
 import statistics
 import subprocess
 import sys
@@ -37,6 +38,7 @@ from typing import Any
 import httpx
 
 from core.dask import WORKER_CONFIG_ENV
+from deployments.names import INGEST
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -227,6 +229,30 @@ async def submit_all(apis: list[str], tokens: list[str], count: int) -> list[Sub
             return Submitted(number, user, api, response.json()["task_id"], seconds)
 
         return list(await asyncio.gather(*(one(n) for n in range(count))))
+
+
+def wait_reserved(home: Path, deployment: str, count: int, timeout_s: float) -> int:
+    """Waits until the APIs hold `count` reserved runs of the deployment; how many they hold.
+
+    Each API process fills its reserve in the background after it starts; submitting before
+    that creates the runs on the request path. Gives up quietly after `timeout_s`.
+    """
+    from api.claims import CLAIMS_FILE
+
+    deadline = time.monotonic() + timeout_s
+    held = 0
+    while time.monotonic() < deadline:
+        with (
+            contextlib.suppress(sqlite3.Error),
+            contextlib.closing(sqlite3.connect(home / CLAIMS_FILE)) as db,
+        ):
+            (held,) = db.execute(
+                "SELECT count(*) FROM reserved WHERE deployment = ?", (deployment,)
+            ).fetchone()
+        if held >= count:
+            break
+        time.sleep(1)
+    return int(held)
 
 
 async def wait_all_final(
@@ -482,6 +508,10 @@ def main() -> int:
         for url, api in apis:
             wait_http(f"{url}/readyz", 240, api)
         timings["2 API processes ready"] = time.monotonic() - mark
+        mark = time.monotonic()
+        held = wait_reserved(home, INGEST, args.tasks, 300)
+        timings["reserved ingestion runs filled"] = time.monotonic() - mark
+        log(f"{held} reserved ingestion runs ready")
         api_urls = [url for url, _ in apis]
         log(f"APIs {', '.join(api_urls)}; submitting {args.tasks} tasks at once")
 

@@ -15,12 +15,11 @@ from api.errors import invalid
 from api.prefect_tasks import start_task
 from api.schemas import TaskAccepted
 from api.uploads import (
-    new_upload_dir,
     read_head,
     read_multipart,
     remove_upload_dir,
     safe_name,
-    save_upload,
+    save_uploads,
     write_upload_bytes,
 )
 from core.storage import uploads_location
@@ -91,8 +90,10 @@ async def start_audit(
             raise HTTPException(
                 status.HTTP_415_UNSUPPORTED_MEDIA_TYPE, f"{name}: only PDF files can be audited"
             )
-        folder = await run_in_threadpool(new_upload_dir, uploads_location(settings), user)
-        path = await run_in_threadpool(save_upload, upload, folder, name, max_file)
+        folder, saved = await save_uploads(
+            uploads_location(settings), user, [(upload, name)], max_file
+        )
+        path = next(iter(saved))
     finally:
         await form.close()
     if b"%PDF-" not in await run_in_threadpool(read_head, path):

@@ -15,11 +15,10 @@ from api.prefect_tasks import start_task
 from api.schemas import TaskAccepted
 from api.uploads import (
     check_suffix,
-    new_upload_dir,
     read_multipart,
     remove_upload_dir,
     safe_name,
-    save_upload,
+    save_uploads,
 )
 from core.storage import uploads_location
 from deployments.names import INGEST
@@ -87,11 +86,9 @@ async def upload_documents(
             if name in names:
                 raise invalid(("body", "files"), f"{name} appears twice in the upload", name)
             names.append(name)
-        folder = await run_in_threadpool(new_upload_dir, uploads_location(settings), user)
-        paths = {}
-        for upload, name in zip(uploads, names, strict=True):
-            path = await run_in_threadpool(save_upload, upload, folder, name, max_file)
-            paths[path] = name
+        folder, paths = await save_uploads(
+            uploads_location(settings), user, list(zip(uploads, names, strict=True)), max_file
+        )
     finally:
         await form.close()
     try:

@@ -17,7 +17,7 @@ from api.prefect_tasks import read_task
 router = APIRouter(prefix="/api/tasks", tags=["tasks"])
 
 
-def _broker(request: Request) -> EventBroker:
+async def _broker(request: Request) -> EventBroker:
     broker: EventBroker = request.app.state.events
     return broker
 

@@ -8,7 +8,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from core.settings import Settings, get_settings
+from api.deps import current_settings
+from core.settings import Settings
 from tests.api.conftest import BOB, SERVICE_TOKEN
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
@@ -68,7 +69,7 @@ async def test_auth_reads_tokens_file(
     tokens.write_text(json.dumps({"file-token": "dave"}))
     monkeypatch.delenv("OCTAVIUS_API_TOKENS")
     settings = Settings(api_tokens_file=tokens)
-    client.app.dependency_overrides[get_settings] = lambda: settings  # type: ignore[attr-defined]
+    client.app.dependency_overrides[current_settings] = lambda: settings  # type: ignore[attr-defined]
     try:
         ok = await client.get(
             "/api/search", params={"q": "x"}, headers={"Authorization": "Bearer file-token"}

@@ -7,7 +7,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from core.settings import Settings, get_settings
+from api.deps import current_settings
+from core.settings import Settings
 from tests.api.conftest import wait_final
 from tests.docgen import make_pdf
 
@@ -91,7 +92,7 @@ async def test_upload_rejects_a_body_that_is_not_multipart(client: httpx.AsyncCl
 async def test_upload_rejects_a_file_over_the_limit(
     client: httpx.AsyncClient, api_home: Path
 ) -> None:
-    client.app.dependency_overrides[get_settings] = lambda: Settings(  # type: ignore[attr-defined]
+    client.app.dependency_overrides[current_settings] = lambda: Settings(  # type: ignore[attr-defined]
         home=api_home, max_file_mb=0.01
     )
     try:

@@ -20,9 +20,10 @@ import pytest_asyncio
 from fastapi import FastAPI
 from prefect.events import Event
 
+from api.deps import current_settings
 from api.events import EventBroker, Overflow, RunEvent, TaskStateChange, follow_run
 from api.schemas import TaskProgress
-from core.settings import Settings, get_settings
+from core.settings import Settings
 from deployments.names import INGEST, PROGRESS_EVENT
 from tests.api.conftest import ALICE, BOB, wait_final
 from tests.processes import free_port
@@ -281,7 +282,8 @@ async def test_events_keep_an_idle_stream_alive_with_pings(
     scheduled_task: str,
 ) -> None:
     _, app = live_api
-    app.dependency_overrides[get_settings] = lambda: Settings(home=api_home, sse_keepalive_s=0.2)
+    settings = Settings(home=api_home, sse_keepalive_s=0.2)
+    app.dependency_overrides[current_settings] = lambda: settings
     seen: list[Sse] = []
     try:
         async with (

@@ -19,10 +19,11 @@ from prefect.client.orchestration import PrefectClient
 from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterTags
 from prefect.states import Scheduled
 
+from api.deps import current_settings
 from api.limits import TASKS_RETRY_AFTER_S
 from api.limits_local import LocalLimiter
 from api.limits_prefect import count_in_flight, task_slot
-from core.settings import Settings, get_settings
+from core.settings import Settings
 from deployments.names import INGEST
 from deployments.stack import wait_healthy
 from tests.api.conftest import SERVICE_TOKEN
@@ -47,7 +48,7 @@ def configure(client: httpx.AsyncClient) -> Iterator[Callable[..., None]]:
 
     def apply(**values: Any) -> None:
         settings = Settings(**values)
-        client.app.dependency_overrides[get_settings] = lambda: settings  # type: ignore[attr-defined]
+        client.app.dependency_overrides[current_settings] = lambda: settings  # type: ignore[attr-defined]
 
     yield apply
     client.app.dependency_overrides.clear()  # type: ignore[attr-defined]
@@ -233,6 +234,37 @@ async def test_limits_local_concurrent_task_requests_never_pass_the_cap(
     finally:
         for limiter in limiters:
             await limiter.aclose()
+        await _delete_runs(prefect, user)
+
+
+@asyncio_test
+async def test_limits_local_periodic_reconciliation_runs_beside_the_request(
+    client: httpx.AsyncClient, tmp_path: Path
+) -> None:
+    prefect = _prefect(client)
+    settings = Settings(max_tasks_in_flight=2)
+    user = _new_user("periodic")
+    limiter = LocalLimiter(tmp_path / "limits.sqlite3", prefect)
+    try:
+        async with limiter.task_slot(user, settings) as slot:  # first task: reconciled first
+            slot.bind(str(await _future_run(prefect, user)))
+        elsewhere = await _future_run(prefect, user)  # the CLI starts one: the table misses it
+        with limiter._write() as db:  # the last reconciliation is older than _SYNC_EVERY_S
+            db.execute("UPDATE synced SET at = 0 WHERE user = ?", (user,))
+        # The due reconciliation does not hold this request (the table says 1 of 2) ...
+        async with limiter.task_slot(user, settings):  # ends without a task: row released
+            assert len(limiter._background) == 1
+        await asyncio.gather(*limiter._background)
+        # ... and from then on the run started elsewhere counts: 2 of 2, refused.
+        with pytest.raises(HTTPException) as refused:
+            async with limiter.task_slot(user, settings):
+                pass
+        assert refused.value.status_code == 429
+        await prefect.delete_flow_run(elsewhere)
+        async with limiter.task_slot(user, settings) as slot:  # the cap asks Prefect again
+            slot.bind(str(await _future_run(prefect, user)))
+    finally:
+        await limiter.aclose()
         await _delete_runs(prefect, user)
 
 

@@ -22,7 +22,7 @@ from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterTags
 from prefect.settings import PREFECT_API_URL, temporary_settings
 
 from api.claims import ClaimStore
-from api.deps import Slot
+from api.deps import Slot, current_settings
 from api.prefect_tasks import deployment_id_of, find_task, list_tasks, start_task
 from api.reservoir import Reservoir, push_claim
 from core.settings import Settings, get_settings
@@ -276,7 +276,7 @@ async def test_reservoir_key_of_an_audit_reused_for_an_upload_at_the_cap_is_429(
 ) -> None:
     await _until(lambda: len(_reserved(api_home, AUDIT)) >= 1, "audit reserved")
     settings = Settings(max_tasks_in_flight=1)
-    client.app.dependency_overrides[get_settings] = lambda: settings  # type: ignore[attr-defined]
+    client.app.dependency_overrides[current_settings] = lambda: settings  # type: ignore[attr-defined]
     user, key = _fresh_user("cap"), "same-key"
     pdf = make_pdf(tmp_path / "informe.pdf", [["# Informe", "Texto del informe."]], title="I")
     audit = await client.post(
