@@ -124,11 +124,13 @@ class ClaimStore:
                 [(run_id, deployment, owner, now, at.isoformat()) for run_id, at in runs],
             )
 
-    def count_reserved(self, deployment: str, owner: str) -> int:
-        """The owner's reserved runs of the deployment that can still be claimed."""
+    def count_reserved(self, deployment: str, owner: str | None = None) -> int:
+        """The owner's (or every process's) reserved runs of the deployment that can still be
+        claimed."""
         (count,) = self._db.execute(
-            "SELECT count(*) FROM reserved WHERE deployment = ? AND owner = ? AND created > ?",
-            (deployment, owner, time.time() - RESERVED_MAX_AGE_S),
+            "SELECT count(*) FROM reserved WHERE deployment = ? AND (? IS NULL OR owner = ?) "
+            "AND created > ?",
+            (deployment, owner, owner, time.time() - RESERVED_MAX_AGE_S),
         ).fetchone()
         return int(count)
 

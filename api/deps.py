@@ -40,18 +40,6 @@ _bearer = HTTPBearer(
 )
 
 
-async def _authenticated_user(
-    settings: SettingsDep,
-    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
-    x_user_id: Annotated[
-        str | None,
-        Header(description="User the chat backend acts for (with the service token)."),
-    ] = None,
-) -> str:
-    token = credentials.credentials if credentials is not None else None
-    return authenticate(token, x_user_id, settings)
-
-
 PrefectDep = Annotated[PrefectClient, Depends(_prefect)]
 
 
@@ -64,8 +52,16 @@ LimiterDep = Annotated[Limiter, Depends(_limiter)]
 
 
 async def _current_user(
-    user: Annotated[str, Depends(_authenticated_user)], limiter: LimiterDep, settings: SettingsDep
+    settings: SettingsDep,
+    limiter: LimiterDep,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+    x_user_id: Annotated[
+        str | None,
+        Header(description="User the chat backend acts for (with the service token)."),
+    ] = None,
 ) -> str:
+    token = credentials.credentials if credentials is not None else None
+    user = authenticate(token, x_user_id, settings)
     await limiter.check_rate(user, settings)
     return user
 
@@ -92,9 +88,12 @@ ClaimsDep = Annotated[ClaimStore, Depends(_claims)]
 
 @dataclass
 class Slot:
-    """What a request that starts a task holds: the user's task slot, or the earlier task its
-    idempotency key names (then it starts nothing, even when the user is at the cap)."""
+    """What a request that starts a task holds: its authenticated user and the user's task
+    slot, or the earlier task its idempotency key names (then it starts nothing, even when
+    the user is at the cap). Routes take the user from here: FastAPI resolves a dependency's
+    whole tree again at each place it is declared, cached or not."""
 
+    user: str
     reservation: Reservation | None
     idempotency_key: str | None = None
     earlier: str | None = None
@@ -127,10 +126,10 @@ def task_slot(kind: TaskKind) -> Callable[..., AsyncIterator[Slot]]:
         if idempotency_key is not None:
             earlier = await find_task(client, store, user=user, kind=kind, key=idempotency_key)
             if earlier is not None:
-                yield Slot(None, idempotency_key, earlier)
+                yield Slot(user, None, idempotency_key, earlier)
                 return
         async with limiter.task_slot(user, settings) as reservation:
-            yield Slot(reservation, idempotency_key)
+            yield Slot(user, reservation, idempotency_key)
 
     return dependency
 
@@ -139,7 +138,7 @@ async def _retry_slot(
     user: CurrentUser, limiter: LimiterDep, settings: SettingsDep
 ) -> AsyncIterator[Slot]:
     async with limiter.task_slot(user, settings) as reservation:
-        yield Slot(reservation)
+        yield Slot(user, reservation)
 
 
 # Routes that start a task declare the slot of their kind: the slot is taken before the body is

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+import os
 import time
 from collections.abc import Awaitable, Iterable, Sequence
 from datetime import UTC, datetime, timedelta
@@ -30,11 +31,12 @@ from prefect.client.schemas.sorting import FlowRunSort
 from prefect.exceptions import ObjectNotFound
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.metrics_core import GaugeMetricFamily, Metric
+from prometheus_client.multiprocess import MultiProcessCollector
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.prefect_tasks import KIND_TAG
 from api.schemas import TaskKind
-from deployments.names import WORK_POOL
+from deployments.names import MULTIPROCESS_ENV, WORK_POOL
 
 logger = logging.getLogger(__name__)
 
@@ -70,6 +72,18 @@ class ApiMetrics:
             buckets=LATENCY_BUCKETS,
             registry=self.registry,
         )
+
+    def collect(self) -> Iterable[Metric]:
+        """This process's request metrics; every worker's when several share the API's port.
+
+        In Prometheus multiprocess mode (MULTIPROCESS_ENV set before the process started)
+        each worker writes its counts to files in that folder, and any worker sums them.
+        """
+        if os.environ.get(MULTIPROCESS_ENV):
+            registry = CollectorRegistry()
+            MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+            return registry.collect()
+        return self.registry.collect()
 
 
 class RequestMetricsMiddleware:
@@ -340,5 +354,5 @@ async def render(client: PrefectClient, api: ApiMetrics | None) -> bytes:
         up.add_metric([], 0)
     families.append(up)
     if api is not None:
-        families.extend(api.registry.collect())
+        families.extend(api.collect())
     return generate_latest(_Families(families))

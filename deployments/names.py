@@ -34,3 +34,7 @@ PROGRESS_EVENT: Final = "octavius.progress"
 # name and tag until a task claims one; cleanup deletes those left over by a vanished API.
 RESERVED_STATE: Final = "Reserved"
 RESERVED_TAG: Final = "octavius:reserved"
+
+# prometheus_client's folder for metrics that several processes of one API write (uvicorn
+# --workers): set by octavius up when it runs more than one API worker.
+MULTIPROCESS_ENV: Final = "PROMETHEUS_MULTIPROC_DIR"

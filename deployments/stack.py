@@ -7,6 +7,7 @@ import json
 import logging
 import os
 import secrets
+import shutil
 import signal
 import subprocess
 import sys
@@ -19,6 +20,7 @@ import httpx
 from pydantic import BaseModel, Field
 
 from core.settings import Settings
+from deployments.names import MULTIPROCESS_ENV
 
 logger = logging.getLogger(__name__)
 
@@ -78,6 +80,18 @@ def child_environment(settings: Settings, prefect_api_url: str) -> dict[str, str
     env.setdefault("PREFECT_HOME", str(home / "prefect"))
     env.setdefault("PREFECT_LOCAL_STORAGE_PATH", str(home / "results"))
     return env
+
+
+def api_environment(env: dict[str, str], settings: Settings) -> dict[str, str]:
+    """The API's environment. With several workers on one port, request metrics go to files
+    that every worker writes (Prometheus multiprocess mode, in a folder emptied here), so the
+    /metrics of whichever worker answers counts the requests of all."""
+    if settings.api_workers == 1:
+        return env
+    folder = settings.home.resolve() / "prometheus"
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    return {**env, MULTIPROCESS_ENV: str(folder)}
 
 
 def wait_healthy(url: str, timeout_s: float, alive: Callable[[], bool]) -> None:
@@ -189,8 +203,10 @@ class Stack:
                 settings.api_host,
                 "--port",
                 str(settings.api_port),
+                "--workers",
+                str(settings.api_workers),
             ],
-            env,
+            api_environment(env, settings),
             "api",
         )
         api_url = f"http://{settings.api_host}:{settings.api_port}"

@@ -10,7 +10,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData, UploadFile
 
 from api.accepted import accepted
-from api.deps import AuditSlot, CurrentUser, PrefectDep, ReservoirDep, SettingsDep
+from api.deps import AuditSlot, PrefectDep, ReservoirDep, SettingsDep
 from api.errors import invalid
 from api.prefect_tasks import start_task
 from api.schemas import TaskAccepted
@@ -69,11 +69,11 @@ async def start_audit(
     response: Response,
     settings: SettingsDep,
     client: PrefectDep,
-    user: CurrentUser,
     reservoir: ReservoirDep,
     slot: AuditSlot,
 ) -> TaskAccepted:
     """Saves one PDF, checks the optional policy, and starts its audit; answers with the task id."""
+    user = slot.user
     if slot.earlier is not None:
         return accepted(response, slot.earlier, settings.api_base_url)
     max_file = int(settings.max_file_mb * 2**20)

@@ -9,7 +9,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 
 from api.accepted import accepted
-from api.deps import CurrentUser, IngestSlot, PrefectDep, ReservoirDep, SettingsDep
+from api.deps import IngestSlot, PrefectDep, ReservoirDep, SettingsDep
 from api.errors import invalid
 from api.prefect_tasks import start_task
 from api.schemas import TaskAccepted
@@ -62,11 +62,11 @@ async def upload_documents(
     response: Response,
     settings: SettingsDep,
     client: PrefectDep,
-    user: CurrentUser,
     reservoir: ReservoirDep,
     slot: IngestSlot,
 ) -> TaskAccepted:
     """Saves one or more files and starts their ingestion; answers at once with the task id."""
+    user = slot.user
     if slot.earlier is not None:
         return accepted(response, slot.earlier, settings.api_base_url)
     max_file = int(settings.max_file_mb * 2**20)

@@ -6,7 +6,7 @@ from fastapi import APIRouter, Response, status
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from api.accepted import accepted
-from api.deps import CurrentUser, PrefectDep, ResearchSlot, ReservoirDep, SettingsDep
+from api.deps import PrefectDep, ResearchSlot, ReservoirDep, SettingsDep
 from api.prefect_tasks import start_task
 from api.schemas import TaskAccepted
 from core.research_models import ReportLanguage
@@ -55,11 +55,11 @@ async def start_research(
     response: Response,
     settings: SettingsDep,
     client: PrefectDep,
-    user: CurrentUser,
     reservoir: ReservoirDep,
     slot: ResearchSlot,
 ) -> TaskAccepted:
     """Starts a research run over the caller's documents; answers at once with the task id."""
+    user = slot.user
     if slot.earlier is not None:
         return accepted(response, slot.earlier, settings.api_base_url)
     started = await start_task(

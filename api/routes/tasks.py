@@ -95,10 +95,10 @@ async def retry(
     client: PrefectDep,
     store: ClaimsDep,
     settings: SettingsDep,
-    user: CurrentUser,
     slot: RetrySlot,
 ) -> TaskAccepted:
     """Runs a failed or crashed task again under the same id, reusing its cached steps."""
+    user = slot.user
     task = await read_task(client, store, task_id, user)
     if isinstance(task, Claim):
         state = claim_status(task).state

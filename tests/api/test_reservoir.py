@@ -314,7 +314,7 @@ async def test_reservoir_empty_falls_back_to_creating_the_run(
     user = _fresh_user("fallback")
     async with get_client() as prefect:
         reservoir = Reservoir(store, prefect, deployment_id_of, [RESEARCH], size=0)
-        slot = Slot(None, idempotency_key="fallback-key")
+        slot = Slot("u", None, idempotency_key="fallback-key")
         started = await start_task(
             prefect,
             reservoir,

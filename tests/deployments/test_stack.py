@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -174,6 +175,27 @@ def test_stack_cli_ingest_and_search_use_the_stack(stack: RunningStack, tmp_path
         timeout=30,
     ).json()
     assert len(runs) >= 2
+
+
+def _healthz_count(metrics: str) -> float:
+    prefix = 'octavius_api_requests_total{method="GET",route="/healthz",status="200"} '
+    lines = [line for line in metrics.splitlines() if line.startswith(prefix)]
+    return float(lines[0].removeprefix(prefix)) if lines else 0.0
+
+
+def test_stack_api_workers_count_requests_together(stack: RunningStack) -> None:
+    # octavius up runs two API workers on one port; /metrics of either counts both.
+    folder = stack.home / "prometheus"
+    scrape = f"{stack.api}/metrics"
+    before = _healthz_count(httpx.get(scrape, timeout=30).text)
+    sent = 40
+    with ThreadPoolExecutor(8) as pool:
+        codes = list(pool.map(lambda _: httpx.get(f"{stack.api}/healthz").status_code, range(sent)))
+    assert codes == [200] * sent
+    writers = {path.stem.rsplit("_", 1)[-1] for path in folder.glob("counter_*.db")}
+    assert len(writers) >= 2, f"only workers {writers} wrote request counts"
+    for _ in range(6):  # each scrape is answered by either worker
+        assert _healthz_count(httpx.get(scrape, timeout=30).text) == before + sent
 
 
 def test_stack_sigint_stops_every_child(stack: RunningStack) -> None:
