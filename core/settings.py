@@ -211,7 +211,8 @@ class Settings(BaseSettings):
     result_retention_hours: float = Field(
         default=720.0,
         gt=0,
-        description="Hours persisted task results and caches are kept under OCTAVIUS_HOME/results.",
+        description="Hours persisted task results and caches are kept (OCTAVIUS_HOME/results or "
+        "<storage URL>/results).",
     )
     cleanup_missing_sources: bool = Field(
         default=True,

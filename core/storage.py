@@ -7,8 +7,10 @@ import logging
 import re
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager, suppress
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
 from typing import Any
 from uuid import UUID
@@ -90,6 +92,65 @@ def files_under(ref: str) -> list[str]:
         if not any(part.startswith(".") for part in relative.parts):
             found.append(fs.unstrip_protocol(child))
     return found
+
+
+@dataclass(frozen=True)
+class StoredFile:
+    """One object below a URL prefix: its URL, path below the prefix, size and last change."""
+
+    url: str
+    parts: tuple[str, ...]
+    size: int
+    modified: datetime
+
+
+def stored_files(location: str) -> list[StoredFile]:
+    """Every object below a URL prefix with its size and modification time, sorted.
+
+    Objects whose filesystem reports no modification time are left out: nothing decides on
+    the age of what cannot be dated.
+    """
+    fs, path = filesystem(location)
+    # A long-lived process (the served cleanup) must see objects others wrote since.
+    fs.invalidate_cache(path)
+    root = PurePosixPath(path.rstrip("/"))
+    found = []
+    for name, info in sorted(fs.find(path, detail=True).items()):
+        parts = PurePosixPath(name).relative_to(root).parts
+        if not parts or info.get("type", "file") != "file":
+            continue
+        modified = _modified_at(fs, name, info)
+        if modified is None:
+            logger.warning("%s has no modification time; left alone", name)
+            continue
+        url = join(location, *parts)
+        found.append(StoredFile(url, parts, int(info.get("size") or 0), modified))
+    return found
+
+
+def _modified_at(fs: AbstractFileSystem, name: str, info: Mapping[str, Any]) -> datetime | None:
+    """When an object last changed, in UTC, from its listing entry or else the filesystem."""
+    # s3fs lists `LastModified`, the local filesystem `mtime`, gcsfs `updated`, adlfs
+    # `last_modified`.
+    for key in ("LastModified", "mtime", "updated", "last_modified"):
+        if (when := _as_utc(info.get(key))) is not None:
+            return when
+    try:
+        return _as_utc(fs.modified(name))
+    except (NotImplementedError, OSError, ValueError):
+        return None
+
+
+def _as_utc(value: object) -> datetime | None:
+    """A listing's timestamp (datetime, epoch seconds or ISO text) as an aware UTC datetime."""
+    if isinstance(value, str):
+        with suppress(ValueError):
+            value = datetime.fromisoformat(value)
+    if isinstance(value, datetime):
+        return value.astimezone(UTC) if value.tzinfo else value.replace(tzinfo=UTC)
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return datetime.fromtimestamp(value, UTC)
+    return None
 
 
 def content_sha256(ref: str) -> str:

@@ -3,7 +3,8 @@
 Each `find_*` function only lists; `remove_items` deletes what was listed, so a dry run is the
 same search without the second step. Active tasks are the flow runs Prefect holds as
 scheduled, pending, running, paused or cancelling: an upload folder named in their parameters
-stays, and no persisted result newer than the oldest of them goes.
+stays, and no persisted result newer than the oldest of them goes. With a storage URL the same
+rules apply to `<url>/uploads` and `<url>/results` as to the local folders.
 """
 
 from __future__ import annotations
@@ -28,6 +29,15 @@ from pydantic import BaseModel
 
 from core.ops_models import CleanupItem, CleanupKind, CleanupReport
 from core.settings import Settings, get_settings
+from core.storage import (
+    StoredFile,
+    is_url,
+    join,
+    remove_tree,
+    results_location,
+    stored_files,
+    uploads_location,
+)
 from core.store import VectorStore, get_store
 from core.store.base import CollectionVersion
 from deployments.names import RESERVED_STATE, RESERVED_TAG
@@ -76,8 +86,17 @@ def _size(path: Path) -> int:
 
 def _referenced(folder: Path, strings: Iterable[str]) -> bool:
     """Whether any parameter string names the folder or something inside it."""
-    resolved = str(folder.resolve())
-    return any(s == resolved or s.startswith(resolved + "/") for s in strings)
+    return _names(str(folder.resolve()), strings)
+
+
+def _names(location: str, strings: Iterable[str]) -> bool:
+    """Whether any string is the path or URL `location` or lies below it."""
+    return any(s == location or s.startswith(location + "/") for s in strings)
+
+
+def _last_modified(modified: datetime) -> str:
+    """The detail of an old upload or result."""
+    return f"last modified {modified:%Y-%m-%d %H:%M} UTC"
 
 
 def find_uploads(
@@ -96,7 +115,7 @@ def find_uploads(
             item = CleanupItem(
                 kind=CleanupKind.UPLOAD,
                 target=str(folder),
-                detail=f"last modified {modified:%Y-%m-%d %H:%M} UTC",
+                detail=_last_modified(modified),
                 bytes=_size(folder),
             )
             if _referenced(folder, references.strings):
@@ -122,11 +141,77 @@ def find_results(
                 CleanupItem(
                     kind=CleanupKind.RESULT,
                     target=str(path),
-                    detail=f"last modified {modified:%Y-%m-%d %H:%M} UTC",
+                    detail=_last_modified(modified),
                     bytes=path.stat().st_size,
                 )
             )
     return found
+
+
+def find_stored_uploads(
+    location: str, cutoff: datetime, references: ActiveReferences
+) -> tuple[list[CleanupItem], list[CleanupItem]]:
+    """Upload prefixes `<location>/<user>/<request>` untouched since the cutoff: (to remove,
+    kept)."""
+    folders: dict[tuple[str, ...], list[StoredFile]] = {}
+    for stored in stored_files(location):
+        # As on disk, only objects inside a request's folder belong to an upload.
+        if len(stored.parts) > 2:
+            folders.setdefault(stored.parts[:2], []).append(stored)
+    remove: list[CleanupItem] = []
+    kept: list[CleanupItem] = []
+    for parts, files in sorted(folders.items()):
+        modified = max(f.modified for f in files)
+        if modified >= cutoff:
+            continue
+        target = join(location, *parts)
+        item = CleanupItem(
+            kind=CleanupKind.UPLOAD,
+            target=target,
+            detail=_last_modified(modified),
+            bytes=sum(f.size for f in files),
+        )
+        if _names(target, references.strings):
+            kept.append(item.model_copy(update={"detail": "named by an active task"}))
+        else:
+            remove.append(item)
+    return remove, kept
+
+
+def find_stored_results(
+    location: str, cutoff: datetime, references: ActiveReferences
+) -> list[CleanupItem]:
+    """Objects below `location` older than the cutoff and than every active run."""
+    if references.oldest_start is not None:
+        cutoff = min(cutoff, references.oldest_start)
+    return [
+        CleanupItem(
+            kind=CleanupKind.RESULT,
+            target=stored.url,
+            detail=_last_modified(stored.modified),
+            bytes=stored.size,
+        )
+        for stored in stored_files(location)
+        if stored.modified < cutoff
+    ]
+
+
+def find_files(
+    settings: Settings, now: datetime, references: ActiveReferences
+) -> tuple[list[CleanupItem], list[CleanupItem]]:
+    """Old uploads and results in the local folders and under the storage URL: (to remove,
+    kept because in use)."""
+    upload_cutoff = now - timedelta(hours=settings.upload_retention_hours)
+    result_cutoff = now - timedelta(hours=settings.result_retention_hours)
+    uploads, kept = find_uploads(settings.uploads_dir, upload_cutoff, references)
+    results = find_results(settings.results_dir, result_cutoff, references)
+    if settings.storage_url:
+        location = uploads_location(settings)
+        stored_uploads, stored_kept = find_stored_uploads(location, upload_cutoff, references)
+        uploads += stored_uploads
+        kept += stored_kept
+        results += find_stored_results(results_location(settings), result_cutoff, references)
+    return [*uploads, *results], kept
 
 
 def find_orphan_documents(store: VectorStore, references: ActiveReferences) -> list[CleanupItem]:
@@ -211,11 +296,7 @@ def remove_items(items: Sequence[CleanupItem], store: VectorStore) -> list[str]:
     for item in items:
         try:
             if item.kind in (CleanupKind.UPLOAD, CleanupKind.RESULT):
-                path = Path(item.target)
-                if path.is_dir():
-                    shutil.rmtree(path)
-                else:
-                    path.unlink(missing_ok=True)
+                _remove_file_item(item.target)
             elif item.kind is CleanupKind.ORPHAN_DOCUMENT:
                 tenant, doc_id = item.target.rsplit("/", 1)
                 store.delete_documents(tenant, [doc_id])
@@ -231,6 +312,18 @@ def remove_items(items: Sequence[CleanupItem], store: VectorStore) -> list[str]:
             logger.warning("could not remove %s %s: %s", item.kind.value, item.target, exc)
             errors.append(f"{item.kind.value} {item.target}: {exc}")
     return errors
+
+
+def _remove_file_item(target: str) -> None:
+    """Deletes an upload folder or result, on disk or under the storage URL."""
+    if is_url(target):
+        remove_tree(target)
+        return
+    path = Path(target)
+    if path.is_dir():
+        shutil.rmtree(path)
+    else:
+        path.unlink(missing_ok=True)
 
 
 def report_markdown(report: CleanupReport) -> str:
@@ -264,15 +357,7 @@ def active_references_task() -> ActiveReferences:
 @task(name="find-files", cache_policy=NO_CACHE)
 def find_files_task(references: ActiveReferences) -> tuple[list[CleanupItem], list[CleanupItem]]:
     """Lists old uploads and results: (to remove, kept because in use)."""
-    settings = get_settings()
-    now = datetime.now(UTC)
-    uploads, kept = find_uploads(
-        settings.uploads_dir, now - timedelta(hours=settings.upload_retention_hours), references
-    )
-    results = find_results(
-        settings.results_dir, now - timedelta(hours=settings.result_retention_hours), references
-    )
-    return [*uploads, *results], kept
+    return find_files(get_settings(), datetime.now(UTC), references)
 
 
 @task(name="find-store-items", cache_policy=NO_CACHE)

@@ -151,6 +151,74 @@ def test_cleanup_dry_run_lists_and_real_run_removes(litter: dict[str, str]) -> N
     assert again.removed == []
 
 
+@pytest.fixture
+def stored_litter(
+    prefect_harness: None, octavius_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[dict[str, str]]:
+    """Old, in-use and fresh uploads and an old and a fresh result under a file:// storage URL."""
+    shared = tmp_path / "shared"
+    url = f"file://{shared}"
+    monkeypatch.setenv("OCTAVIUS_STORAGE_URL", url)
+    get_settings.cache_clear()
+    urls = {}
+    for name in ("old", "in-use", "fresh"):
+        request = uuid.uuid4().hex
+        folder = shared / "uploads" / "acme" / request
+        folder.mkdir(parents=True)
+        (folder / f"{name}.txt").write_text(name)
+        if name != "fresh":
+            _age(folder)
+        urls[name] = f"{url}/uploads/acme/{request}"
+    (shared / "results").mkdir()
+    for name in ("old-result", "new-result"):
+        (shared / "results" / name).write_text("{}")
+        urls[name] = f"{url}/results/{name}"
+    _age(shared / "results" / "old-result")
+
+    async def schedule() -> uuid.UUID:
+        async with get_client() as client:
+            in_use = f"{urls['in-use']}/in-use.txt"
+            run = await client.create_flow_run(
+                consumer, parameters={"paths": [in_use]}, state=Scheduled()
+            )
+            return run.id
+
+    run_id = asyncio.run(schedule())
+    yield urls
+
+    async def drop() -> None:
+        async with get_client() as client:
+            await client.delete_flow_run(run_id)
+
+    asyncio.run(drop())
+    get_settings.cache_clear()
+
+
+def _local(url: str) -> Path:
+    return Path(url.removeprefix("file://"))
+
+
+def test_cleanup_prunes_the_storage_url(stored_litter: dict[str, str]) -> None:
+    dry = cleanup_resources(dry_run=True)
+    expected = {
+        CleanupKind.UPLOAD: {stored_litter["old"]},
+        CleanupKind.RESULT: {stored_litter["old-result"]},
+    }
+    assert {kind: _targets(dry, kind) for kind in expected} == expected
+    assert [(item.kind, item.target) for item in dry.kept] == [
+        (CleanupKind.UPLOAD, stored_litter["in-use"])
+    ]
+    assert all(_local(url).exists() for url in stored_litter.values())
+
+    real = cleanup_resources()
+    assert real.errors == []
+    assert {kind: _targets(real, kind) for kind in expected} == expected
+    assert not _local(stored_litter["old"]).exists()
+    assert not _local(stored_litter["old-result"]).exists()
+    for name in ("in-use", "fresh", "new-result"):
+        assert _local(stored_litter[name]).exists()
+
+
 def test_cleanup_deletes_reserved_runs_a_day_old_and_nothing_else(prefect_harness: None) -> None:
     async def make() -> tuple[uuid.UUID, uuid.UUID]:
         far = datetime.now(UTC) + timedelta(days=36525)
