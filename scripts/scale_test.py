@@ -9,7 +9,8 @@ tasks at once, alternating between the two APIs, waits for every one to reach a 
 checks: every task COMPLETED, exactly one Prefect flow run per task and each ran once (one
 RUNNING state, run_count 1), no other ingestion run, and every uploaded document in the
 vector store exactly once with all its chunks. Every process is stopped at the end, and the
-script checks that none is left. Exit code 0 when every check passes.
+script checks that none is left. SIGTERM (CI's `timeout`) or Ctrl-C stops everything the same way
+before exiting. Exit code 0 when every check passes.
 """
 
 from __future__ import annotations
@@ -83,6 +84,8 @@ class Processes:
     """Every process the script started, each in its own session, stopped together."""
 
     logs: Path
+    # An environment entry every spawned process (and each of its descendants) inherits.
+    marker: str
     started: list[tuple[str, subprocess.Popen[bytes]]] = field(default_factory=list)
 
     def spawn(self, name: str, args: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
@@ -95,7 +98,11 @@ class Processes:
         return process
 
     def stop(self) -> list[str]:
-        """SIGTERM to every process group (newest first), SIGKILL after 20 s; the names left."""
+        """SIGTERM to every process group (newest first), SIGKILL after 20 s; the names left.
+
+        Then SIGKILL to any process still carrying `marker` in its environment (flow runs a
+        worker started in a session of their own); those count as left too.
+        """
         for _, process in reversed(self.started):
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(process.pid, signal.SIGTERM)
@@ -108,7 +115,12 @@ class Processes:
                 os.killpg(process.pid, signal.SIGKILL)
             process.wait()
         time.sleep(0.5)
-        return [name for name, process in self.started if _group_alive(process.pid)]
+        left = [name for name, process in self.started if _group_alive(process.pid)]
+        for pid, command in _marked_processes(self.marker):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+            left.append(f"{pid} {command[:80]}")
+        return left
 
 
 def _group_alive(pgid: int) -> bool:
@@ -123,6 +135,46 @@ def _group_alive(pgid: int) -> bool:
         if int(fields[2]) == pgid and fields[0] != "Z":
             return True
     return False
+
+
+def _marked_processes(marker: str) -> list[tuple[int, str]]:
+    """Live processes (not this one) whose environment holds the entry `marker`; their commands."""
+    found = []
+    needle = marker.encode()
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            if needle not in (entry / "environ").read_bytes().split(b"\0"):
+                continue
+            if (entry / "stat").read_text().rsplit(")", 1)[1].split()[0] == "Z":
+                continue
+            command = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        found.append((int(entry.name), command.strip()))
+    return found
+
+
+class Interrupted(KeyboardInterrupt):
+    """SIGTERM or SIGINT arrived: stop everything, report, exit non-zero."""
+
+
+def _on_signal(signum: int, _frame: object) -> None:
+    """Turns the first SIGTERM/SIGINT into `Interrupted` in the main thread; ignores the rest."""
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    raise Interrupted(signal.Signals(signum).name)
+
+
+def _apt_install(package: str) -> None:
+    """`apt-get install`, after `apt-get update` when the first attempt fails (empty lists)."""
+    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+    install = ["apt-get", "install", "-y", "-q", "--no-install-recommends", package]
+    if subprocess.run(install, env=env).returncode != 0:
+        log(f"apt-get install {package} failed: apt-get update, then once more")
+        subprocess.run(["apt-get", "update", "-q"], env=env, check=True)
+        subprocess.run(install, env=env, check=True)
 
 
 @dataclass
@@ -142,12 +194,10 @@ class Postgres:
             if os.geteuid() != 0 or shutil.which("apt-get") is None:
                 raise SystemExit("PostgreSQL is not installed and apt-get cannot install it here")
             log("Installing PostgreSQL (apt-get install postgresql) ...")
-            subprocess.run(
-                ["apt-get", "install", "-y", "--no-install-recommends", "postgresql"],
-                check=True,
-                env=dict(os.environ, DEBIAN_FRONTEND="noninteractive"),
-            )
+            _apt_install("postgresql")
             found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
+            if not found:
+                raise SystemExit("apt-get installed postgresql but no initdb is in /usr/lib")
         user = "postgres" if os.geteuid() == 0 else None  # initdb refuses to run as root
         root.mkdir(parents=True, exist_ok=True)
         if user:
@@ -389,13 +439,17 @@ def main() -> int:
     parser.add_argument("--timeout", type=float, default=1800, help="seconds for all to finish")
     parser.add_argument("--keep", action="store_true", help="keep the temporary folder")
     args = parser.parse_args()
+    # `timeout` (CI) sends SIGTERM: unwind through `finally` so every process is stopped.
+    signal.signal(signal.SIGTERM, _on_signal)
+    signal.signal(signal.SIGINT, _on_signal)
 
     root = Path(tempfile.mkdtemp(prefix="octavius-scale-"))
     root.chmod(0o755)
     logs = root / "logs"
     logs.mkdir()
     home = root / "home"
-    processes = Processes(logs)
+    prefect_home = root / "prefect-home"
+    processes = Processes(logs, marker=f"PREFECT_HOME={prefect_home}")
     postgres = Postgres.find_or_install(root / "postgres")
     timings: dict[str, float] = {}
     problems: list[str] = []
@@ -415,7 +469,7 @@ def main() -> int:
                 del env[name]
         env.update(
             {
-                "PREFECT_HOME": str(root / "prefect-home"),
+                "PREFECT_HOME": str(prefect_home),
                 "PREFECT_API_URL": prefect_api_url,
                 "PREFECT_API_DATABASE_CONNECTION_URL": database_url,
                 "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
@@ -520,6 +574,7 @@ def main() -> int:
         tasks = asyncio.run(submit_all(api_urls, token_list, args.tasks))
         timings["submit all (wall)"] = time.monotonic() - mark
         latencies = sorted(t.seconds for t in tasks)
+        timings["202 latency min"] = latencies[0]
         timings["202 latency p50"] = statistics.median(latencies)
         timings["202 latency max"] = latencies[-1]
 
@@ -539,9 +594,14 @@ def main() -> int:
         point_problems, points = check_points(home, tasks)
         problems.extend(point_problems)
         timings["points in the store"] = points
+    except Interrupted as exc:
+        problems.append(f"interrupted by {exc} after {time.monotonic() - started:.0f} s")
     except Exception as exc:  # report, then still stop everything
         problems.append(f"scale test aborted: {type(exc).__name__}: {exc}")
     finally:
+        # Nothing interrupts the cleanup (CI's `timeout --kill-after` is the last resort).
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
         mark = time.monotonic()
         left = processes.stop()
         postgres.stop()
@@ -583,7 +643,11 @@ def _wait_dask_workers(address: str, count: int, timeout_s: float) -> None:
 
 
 if __name__ == "__main__":
-    code = main()
+    try:
+        code = main()
+    except Interrupted as exc:  # before anything was started (e.g. during apt-get)
+        print(f"interrupted by {exc}", file=sys.stderr)
+        code = 1
     sys.stdout.flush()
     sys.stderr.flush()
     # A Prefect client thread can keep the interpreter from exiting; every child is stopped.
