@@ -74,10 +74,12 @@ class LocalReservation:
     def __init__(self, limiter: LocalLimiter, row_id: str) -> None:
         self._limiter = limiter
         self.row_id = row_id
+        self.bound = False
 
     def bind(self, task_id: str) -> None:
         """Records the run that now occupies the slot."""
         self._limiter.bind(self.row_id, task_id)
+        self.bound = True
 
 
 class LocalLimiter:
@@ -254,10 +256,12 @@ class LocalLimiter:
             task.add_done_callback(self._background.discard)
         if row_id is None:
             raise tasks_refused(settings)
+        reservation = LocalReservation(self, row_id)
         try:
-            yield LocalReservation(self, row_id)
+            yield reservation
         finally:
-            self.release(row_id)
+            if not reservation.bound:  # a bound row is the task's: nothing to give back
+                self.release(row_id)
 
     async def aclose(self) -> None:
         """Stops reconciliations under way and closes the database connection."""

@@ -191,9 +191,13 @@ async def limit_runs(prefect_api_url: str, limit: int, timeout_s: float) -> None
                 raise TimeoutError(f"{INGEST} not registered after {timeout_s:.0f} s")
             await asyncio.sleep(1)
         found.raise_for_status()
-        updated = await prefect.patch(
-            f"/deployments/{found.json()['id']}", json={"concurrency_limit": limit}
-        )
+        # 503: the embedded server's SQLite is busy (the API processes fill their reserves).
+        while (
+            updated := await prefect.patch(
+                f"/deployments/{found.json()['id']}", json={"concurrency_limit": limit}
+            )
+        ).status_code == 503 and time.monotonic() < deadline:
+            await asyncio.sleep(1)
         updated.raise_for_status()
 
 

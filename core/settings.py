@@ -122,7 +122,7 @@ class Settings(BaseSettings):
     api_host: str = Field(default="127.0.0.1", description="Interface the API listens on.")
     api_port: int = Field(default=8000, ge=1, le=65535, description="Port the API listens on.")
     api_workers: int = Field(
-        default=2,
+        default=1,
         ge=1,
         le=64,
         description="API processes that octavius up runs on the one port (uvicorn --workers).",

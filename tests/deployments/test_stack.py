@@ -38,6 +38,8 @@ def _stack_env(home: Path) -> dict[str, str]:
             "OCTAVIUS_HOME": str(home),
             "OCTAVIUS_API_PORT": str(free_port()),
             "OCTAVIUS_PREFECT_PORT": str(free_port()),
+            # Two API processes on one port, as a busier machine runs them.
+            "OCTAVIUS_API_WORKERS": "2",
             "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
         }
     )
@@ -184,7 +186,8 @@ def _healthz_count(metrics: str) -> float:
 
 
 def test_stack_api_workers_count_requests_together(stack: RunningStack) -> None:
-    # octavius up runs two API workers on one port; /metrics of either counts both.
+    # The stack runs two API workers on one port (OCTAVIUS_API_WORKERS): /metrics of either
+    # counts the requests of both.
     folder = stack.home / "prometheus"
     scrape = f"{stack.api}/metrics"
     before = _healthz_count(httpx.get(scrape, timeout=30).text)
