@@ -99,6 +99,16 @@ def _last_modified(modified: datetime) -> str:
     return f"last modified {modified:%Y-%m-%d %H:%M} UTC"
 
 
+def _file_upload(
+    item: CleanupItem, in_use: bool, remove: list[CleanupItem], kept: list[CleanupItem]
+) -> None:
+    """Puts an old upload on the kept list (an active task names it) or the one to remove."""
+    if in_use:
+        kept.append(item.model_copy(update={"detail": "named by an active task"}))
+    else:
+        remove.append(item)
+
+
 def find_uploads(
     uploads_dir: Path, cutoff: datetime, references: ActiveReferences
 ) -> tuple[list[CleanupItem], list[CleanupItem]]:
@@ -118,10 +128,7 @@ def find_uploads(
                 detail=_last_modified(modified),
                 bytes=_size(folder),
             )
-            if _referenced(folder, references.strings):
-                kept.append(item.model_copy(update={"detail": "named by an active task"}))
-            else:
-                remove.append(item)
+            _file_upload(item, _referenced(folder, references.strings), remove, kept)
     return remove, kept
 
 
@@ -171,10 +178,7 @@ def find_stored_uploads(
             detail=_last_modified(modified),
             bytes=sum(f.size for f in files),
         )
-        if _names(target, references.strings):
-            kept.append(item.model_copy(update={"detail": "named by an active task"}))
-        else:
-            remove.append(item)
+        _file_upload(item, _names(target, references.strings), remove, kept)
     return remove, kept
 
 
