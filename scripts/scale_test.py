@@ -267,11 +267,24 @@ async def submit_all(apis: list[str], tokens: list[str], count: int) -> list[Sub
             api = apis[number % len(apis)]
             token = tokens[number % len(tokens)]
             started = time.monotonic()
-            response = await client.post(
-                f"{api}/api/documents/upload",
-                headers={"Authorization": f"Bearer {token}", "Idempotency-Key": f"scale-{number}"},
-                files=[("files", (f"scale-{number:03d}.md", document(number), "text/markdown"))],
-            )
+            for attempt in range(1, 4):
+                try:
+                    response = await client.post(
+                        f"{api}/api/documents/upload",
+                        headers={
+                            "Authorization": f"Bearer {token}",
+                            "Idempotency-Key": f"scale-{number}",
+                        },
+                        files=[
+                            ("files", (f"scale-{number:03d}.md", document(number), "text/markdown"))
+                        ],
+                    )
+                    break
+                except httpx.TransportError as exc:
+                    # The idempotency key makes the repeat return the same task, never a second.
+                    if attempt == 3:
+                        raise
+                    log(f"upload {number}: {type(exc).__name__}; sending it again")
             seconds = time.monotonic() - started
             if response.status_code != 202:
                 raise RuntimeError(f"upload {number}: {response.status_code} {response.text}")
@@ -310,17 +323,25 @@ async def wait_all_final(
 ) -> dict[str, dict[str, Any]]:
     """Polls every task (through both APIs in turn, 10 at a time) until each is final."""
     final: dict[str, dict[str, Any]] = {}
+    unanswered: Counter[str] = Counter()
     deadline = time.monotonic() + timeout_s
     gate = asyncio.Semaphore(10)
     async with httpx.AsyncClient(timeout=120) as client:
 
         async def poll(task: Submitted, api: str) -> None:
-            async with gate:
-                response = await client.get(
-                    f"{api}/api/tasks/{task.task_id}",
-                    headers={"Authorization": f"Bearer {tokens[task.user]}"},
-                )
-            if response.status_code == 429:
+            try:
+                async with gate:
+                    response = await client.get(
+                        f"{api}/api/tasks/{task.task_id}",
+                        headers={"Authorization": f"Bearer {tokens[task.user]}"},
+                    )
+            except httpx.TransportError as exc:
+                # A keep-alive connection the API closed as it was reused, a slow answer: the
+                # next sweep asks again; a task never answered ends as "not final".
+                unanswered[type(exc).__name__] += 1
+                return
+            if response.status_code == 429 or response.status_code >= 500:
+                unanswered[str(response.status_code)] += 1
                 return
             response.raise_for_status()
             body = response.json()
@@ -339,6 +360,8 @@ async def wait_all_final(
                 log(f"{len(final)}/{len(tasks)} tasks final")
                 reported = (len(final), time.monotonic())
             await asyncio.sleep(2)
+    if unanswered:
+        log(f"polls asked again after no answer: {dict(unanswered)}")
     return final
 
 
