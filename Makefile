@@ -47,7 +47,7 @@ cleanup: install
 
 # The scale-out topology on loopback (PostgreSQL, Prefect server, 2 workers, 2 APIs, Dask):
 # 100 tasks at once, each must complete exactly once, every document stored once, no process
-# left (scripts/scale_test.py, docs/deployment.md). CI runs it after `test` (.ci/run, ~13 min
+# left (scripts/scale_test.py, docs/deployment.md). CI runs it after `test` (.ci/run, 13-19 min
 # here). Options: make scale-test SCALE_TEST_ARGS='--keep --tasks 20'.
 scale-test: install
 	$(BIN)/python scripts/scale_test.py $(SCALE_TEST_ARGS)
