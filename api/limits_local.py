@@ -93,7 +93,7 @@ class LocalLimiter:
         self._client = client
         self._pending = pending
         self._db = open_shared(path, _SCHEMA, _BUSY_TIMEOUT_MS / 1000)
-        self._background: set[asyncio.Task[None]] = set()
+        self._background: set[asyncio.Task[bool]] = set()
 
     def _write(self) -> AbstractContextManager[sqlite3.Connection]:
         return write_transaction(self._db)
@@ -210,15 +210,17 @@ class LocalLimiter:
             in_flight |= self._pending(user)
         return in_flight
 
-    async def _reconcile_now(self, user: str, settings: Settings) -> None:
+    async def _reconcile_now(self, user: str, settings: Settings) -> bool:
+        """Reconciles the user's rows with Prefect; False (logged) when it cannot be asked."""
         asked_at = time.time()
         try:
             in_flight = await self._in_flight(user, settings)
         except (httpx.HTTPError, OSError) as exc:
             # The next turn comes _SYNC_EVERY_S later, not at the next request.
             logger.warning("tasks in flight of %s not reconciled: %r", user, exc)
-            return
+            return False
         self.reconcile(user, in_flight, asked_at)
+        return True
 
     @asynccontextmanager
     async def task_slot(self, user: str, settings: Settings) -> AsyncIterator[LocalReservation]:
@@ -231,25 +233,19 @@ class LocalLimiter:
         round trip on the request path.
         """
         row_id, sync = self.reserve(user, settings)
-        if row_id is None or sync == "first":
+        if row_id is None:
             asked_at = time.time()
             try:
-                in_flight: set[str] | None = await self._in_flight(user, settings)
+                in_flight = await self._in_flight(user, settings)
             except (httpx.HTTPError, OSError) as exc:
-                if row_id is None:
-                    raise HTTPException(
-                        status.HTTP_503_SERVICE_UNAVAILABLE,
-                        f"cannot count tasks in flight: {exc!r}",
-                    ) from exc
-                # The next turn comes _SYNC_EVERY_S later, not at the next request.
-                logger.warning("tasks in flight of %s not reconciled: %r", user, exc)
-                in_flight = None
-            if in_flight is not None:
-                self.reconcile(user, in_flight, asked_at)
-                if row_id is None:
-                    row_id, _ = self.reserve(user, settings)
-                elif not self.fits(row_id, user, settings):
-                    row_id = None
+                raise HTTPException(
+                    status.HTTP_503_SERVICE_UNAVAILABLE, f"cannot count tasks in flight: {exc!r}"
+                ) from exc
+            self.reconcile(user, in_flight, asked_at)
+            row_id, _ = self.reserve(user, settings)
+        elif sync == "first":
+            if await self._reconcile_now(user, settings) and not self.fits(row_id, user, settings):
+                row_id = None
         elif sync == "due":
             task = asyncio.create_task(self._reconcile_now(user, settings))
             self._background.add(task)

@@ -24,7 +24,6 @@ import os
 import shutil
 import signal
 import socket
-import sqlite3
 import statistics
 import subprocess
 import sys
@@ -300,22 +299,18 @@ def wait_reserved(home: Path, deployment: str, count: int, timeout_s: float) -> 
     Each API process fills its reserve in the background after it starts; submitting before
     that creates the runs on the request path. Gives up quietly after `timeout_s`.
     """
-    from api.claims import CLAIMS_FILE
+    from api.claims import CLAIMS_FILE, ClaimStore
 
     deadline = time.monotonic() + timeout_s
-    held = 0
-    while time.monotonic() < deadline:
-        with (
-            contextlib.suppress(sqlite3.Error),
-            contextlib.closing(sqlite3.connect(home / CLAIMS_FILE)) as db,
-        ):
-            (held,) = db.execute(
-                "SELECT count(*) FROM reserved WHERE deployment = ?", (deployment,)
-            ).fetchone()
-        if held >= count:
-            break
-        time.sleep(1)
-    return int(held)
+    store = ClaimStore(home / CLAIMS_FILE)
+    try:
+        while (held := store.count_reserved(deployment)) < count:
+            if time.monotonic() > deadline:
+                break
+            time.sleep(1)
+    finally:
+        store.close()
+    return held
 
 
 async def wait_all_final(
