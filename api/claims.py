@@ -23,7 +23,6 @@ from api.shared_sqlite import open_shared, write_transaction
 
 # The claims file under OCTAVIUS_HOME, shared by the machine's API processes.
 CLAIMS_FILE: Final = "claims.sqlite3"
-_BUSY_TIMEOUT_S: Final = 5.0
 # An instance not seen for this long is gone: its reserved runs go to whoever notices.
 INSTANCE_STALE_S: Final = 60.0
 # Reserved runs older than this are never handed out (cleanup may delete them after a day).
@@ -105,7 +104,7 @@ class ClaimStore:
 
     def __init__(self, path: Path) -> None:
         """A store on the database at `path`, created on first use."""
-        self._db = open_shared(path, _SCHEMA, _BUSY_TIMEOUT_S)
+        self._db = open_shared(path, _SCHEMA)
 
     def close(self) -> None:
         """Closes the database connection."""

@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Annotated
+from typing import Annotated, Any, Final
 
 from fastapi import Depends, Header, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi.security.utils import get_authorization_scheme_param
 from prefect.client.orchestration import PrefectClient
+from pydantic import StringConstraints, TypeAdapter, ValidationError
+from starlette.datastructures import State
 
 from api.auth import authenticate
 from api.claims import ClaimStore
@@ -35,6 +41,15 @@ async def _prefect(request: Request) -> PrefectClient:
 SettingsDep = Annotated[Settings, Depends(current_settings)]
 
 
+async def settings_of(request: Request) -> Settings:
+    """The settings a route declaring SettingsDep gets, overrides included, without injection."""
+    provider = request.app.dependency_overrides.get(current_settings, current_settings)
+    settings = provider()
+    if inspect.isawaitable(settings):
+        settings = await settings
+    return settings  # type: ignore[no-any-return]
+
+
 _bearer = HTTPBearer(
     auto_error=False, description="A user's token, or the service token with X-User-Id."
 )
@@ -51,19 +66,33 @@ async def _limiter(request: Request) -> Limiter:
 LimiterDep = Annotated[Limiter, Depends(_limiter)]
 
 
+_USER_ID_DESCRIPTION: Final = "User the chat backend acts for (with the service token)."
+
+
+async def _authorized(
+    token: str | None, x_user_id: str | None, settings: Settings, limiter: Limiter
+) -> str:
+    user = authenticate(token, x_user_id, settings)
+    await limiter.check_rate(user, settings)
+    return user
+
+
 async def _current_user(
     settings: SettingsDep,
     limiter: LimiterDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
-    x_user_id: Annotated[
-        str | None,
-        Header(description="User the chat backend acts for (with the service token)."),
-    ] = None,
+    x_user_id: Annotated[str | None, Header(description=_USER_ID_DESCRIPTION)] = None,
 ) -> str:
     token = credentials.credentials if credentials is not None else None
-    user = authenticate(token, x_user_id, settings)
-    await limiter.check_rate(user, settings)
-    return user
+    return await _authorized(token, x_user_id, settings, limiter)
+
+
+async def user_of(request: Request, settings: Settings) -> str:
+    """The caller, as CurrentUser resolves it (401, then 429 past the rate), without injection."""
+    scheme, token = get_authorization_scheme_param(request.headers.get("authorization"))
+    bearer = token if scheme.lower() == "bearer" and token else None
+    limiter: Limiter = request.app.state.limiter
+    return await _authorized(bearer, request.headers.get("x-user-id"), settings, limiter)
 
 
 # Every authenticated request counts against the caller's rate limit (429 past it).
@@ -104,34 +133,92 @@ class Slot:
             self.reservation.bind(task_id)
 
 
-_IDEMPOTENCY_KEY = Header(
-    pattern=IDEMPOTENCY_KEY_PATTERN,
-    description="Repeating a key (1-128 letters, digits or _.:-) returns the task "
-    "the first request of this kind started instead of starting another.",
+_IDEMPOTENCY_KEY_DESCRIPTION: Final = (
+    "Repeating a key (1-128 letters, digits or _.:-) returns the task "
+    "the first request of this kind started instead of starting another."
+)
+_IDEMPOTENCY_KEY = Header(pattern=IDEMPOTENCY_KEY_PATTERN, description=_IDEMPOTENCY_KEY_DESCRIPTION)
+_IDEMPOTENCY_KEY_VALUE = TypeAdapter(
+    Annotated[str, StringConstraints(pattern=IDEMPOTENCY_KEY_PATTERN)]
 )
 
 
+def idempotency_key_of(request: Request) -> str | None:
+    """The request's Idempotency-Key header, validated as the declared header is (422)."""
+    value = request.headers.get("idempotency-key")
+    if value is None:
+        return None
+    try:
+        return _IDEMPOTENCY_KEY_VALUE.validate_python(value)
+    except ValidationError as exc:
+        errors = exc.errors(include_url=False)
+        raise RequestValidationError(
+            [{**error, "loc": ("header", "idempotency-key")} for error in errors]
+        ) from exc
+
+
+@asynccontextmanager
+async def hold_slot(
+    state: State, user: str, kind: TaskKind, settings: Settings, idempotency_key: str | None
+) -> AsyncIterator[Slot]:
+    """One idempotency lookup (claims table, then Prefect), then the earlier task or a held
+    slot (429 at max_tasks_in_flight), given back on exit unless a task took it."""
+    if idempotency_key is not None:
+        earlier = await find_task(
+            state.prefect, state.claims, user=user, kind=kind, key=idempotency_key
+        )
+        if earlier is not None:
+            yield Slot(user, None, idempotency_key, earlier)
+            return
+    limiter: Limiter = state.limiter
+    async with limiter.task_slot(user, settings) as reservation:
+        yield Slot(user, reservation, idempotency_key)
+
+
 def task_slot(kind: TaskKind) -> Callable[..., AsyncIterator[Slot]]:
-    """The dependency of a route starting tasks of one kind: one idempotency lookup (claims
-    table, then Prefect), then the earlier task or a held slot (429 at max_tasks_in_flight)."""
+    """The dependency of a route starting tasks of one kind (see hold_slot)."""
 
     async def dependency(
+        request: Request,
         user: CurrentUser,
-        client: PrefectDep,
-        store: ClaimsDep,
-        limiter: LimiterDep,
         settings: SettingsDep,
         idempotency_key: Annotated[str | None, _IDEMPOTENCY_KEY] = None,
     ) -> AsyncIterator[Slot]:
-        if idempotency_key is not None:
-            earlier = await find_task(client, store, user=user, kind=kind, key=idempotency_key)
-            if earlier is not None:
-                yield Slot(user, None, idempotency_key, earlier)
-                return
-        async with limiter.task_slot(user, settings) as reservation:
-            yield Slot(user, reservation, idempotency_key)
+        async with hold_slot(request.app.state, user, kind, settings, idempotency_key) as slot:
+            yield slot
 
     return dependency
+
+
+# What the task-starting routes that skip dependency injection (see api.start_route) declare
+# in their OpenAPI operation instead: the parameters above, as FastAPI documents them.
+TASK_START_OPENAPI: Final[dict[str, Any]] = {
+    "security": [{"HTTPBearer": []}],
+    "parameters": [
+        {
+            "name": "idempotency-key",
+            "in": "header",
+            "required": False,
+            "schema": {
+                "anyOf": [{"type": "string", "pattern": IDEMPOTENCY_KEY_PATTERN}, {"type": "null"}],
+                "description": _IDEMPOTENCY_KEY_DESCRIPTION,
+                "title": "Idempotency-Key",
+            },
+            "description": _IDEMPOTENCY_KEY_DESCRIPTION,
+        },
+        {
+            "name": "x-user-id",
+            "in": "header",
+            "required": False,
+            "schema": {
+                "anyOf": [{"type": "string"}, {"type": "null"}],
+                "description": _USER_ID_DESCRIPTION,
+                "title": "X-User-Id",
+            },
+            "description": _USER_ID_DESCRIPTION,
+        },
+    ],
+}
 
 
 async def _retry_slot(

@@ -10,7 +10,8 @@ fewer tasks than exist. Rows of tasks that finished are noticed when a user reac
 cap: then the table is reconciled with the runs Prefect has in flight, and the request
 counts again. The same reconciliation picks up runs the API did not start (the CLI, a retry,
 another machine); it runs before a user's first task, and then in the background, without
-delaying the request, when a user's rows were not reconciled for _SYNC_EVERY_S. A request
+delaying the request, when a user's rows were not reconciled for _SYNC_EVERY_S (once requests
+for tasks pause, so that Prefect's answer is not parsed in the middle of a burst). A request
 that dies mid-way leaves a row that expires after a lease.
 """
 
@@ -42,7 +43,10 @@ logger = logging.getLogger(__name__)
 _PENDING_LEASE_S: Final = 300.0
 # Runs started elsewhere (the CLI, a retry, another machine) are counted at least this often.
 _SYNC_EVERY_S: Final = 30.0
-_BUSY_TIMEOUT_MS: Final = 5000
+# A periodic reconciliation waits for a lull this long between requests (at most _LULL_MAX_S):
+# parsing Prefect's answer on the event loop in the middle of a burst delays every request.
+_LULL_S: Final = 0.05
+_LULL_MAX_S: Final = 5.0
 
 # Whether a request reconciles its user's rows with Prefect, and how (see LocalLimiter.reserve).
 Sync = Literal["first", "due"] | None
@@ -92,8 +96,9 @@ class LocalLimiter:
         a user's tasks Prefect cannot count yet (claims not pushed), kept at reconciliation."""
         self._client = client
         self._pending = pending
-        self._db = open_shared(path, _SCHEMA, _BUSY_TIMEOUT_MS / 1000)
+        self._db = open_shared(path, _SCHEMA)
         self._background: set[asyncio.Task[bool]] = set()
+        self._last_slot = 0.0
 
     def _write(self) -> AbstractContextManager[sqlite3.Connection]:
         return write_transaction(self._db)
@@ -222,6 +227,13 @@ class LocalLimiter:
         self.reconcile(user, in_flight, asked_at)
         return True
 
+    async def _reconcile_after_lull(self, user: str, settings: Settings) -> bool:
+        """Reconciles once no task was asked for during _LULL_S (or after _LULL_MAX_S)."""
+        deadline = time.monotonic() + _LULL_MAX_S
+        while (now := time.monotonic()) < deadline and now - self._last_slot < _LULL_S:
+            await asyncio.sleep(_LULL_S)
+        return await self._reconcile_now(user, settings)
+
     @asynccontextmanager
     async def task_slot(self, user: str, settings: Settings) -> AsyncIterator[LocalReservation]:
         """Holds a row for one new task of the user; 429 at max_tasks_in_flight.
@@ -232,6 +244,7 @@ class LocalLimiter:
         elsewhere (the CLI, a retry, another machine) count from then on without a Prefect
         round trip on the request path.
         """
+        self._last_slot = time.monotonic()
         row_id, sync = self.reserve(user, settings)
         if row_id is None:
             asked_at = time.time()
@@ -247,7 +260,7 @@ class LocalLimiter:
             if await self._reconcile_now(user, settings) and not self.fits(row_id, user, settings):
                 row_id = None
         elif sync == "due":
-            task = asyncio.create_task(self._reconcile_now(user, settings))
+            task = asyncio.create_task(self._reconcile_after_lull(user, settings))
             self._background.add(task)
             task.add_done_callback(self._background.discard)
         if row_id is None:

@@ -8,11 +8,12 @@ from fastapi import APIRouter, Request, Response, status
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 
-from api.accepted import accepted
-from api.deps import IngestSlot, PrefectDep, ReservoirDep, SettingsDep
+from api.accepted import accepted_response
+from api.deps import Slot
 from api.errors import invalid
 from api.prefect_tasks import start_task
 from api.schemas import TaskAccepted
+from api.start_route import starts_task, task_start_openapi, task_start_responses
 from api.uploads import (
     check_suffix,
     read_multipart,
@@ -20,6 +21,7 @@ from api.uploads import (
     safe_name,
     save_uploads,
 )
+from core.settings import Settings
 from core.storage import uploads_location
 from deployments.names import INGEST
 
@@ -50,25 +52,19 @@ _MULTIPART_BODY: dict[str, Any] = {
     "/upload",
     status_code=status.HTTP_202_ACCEPTED,
     response_model=TaskAccepted,
-    openapi_extra=_MULTIPART_BODY,
-    responses={
-        411: {"description": "Content-Length required"},
-        413: {"description": "Too large"},
-        415: {"description": "Unsupported type"},
-    },
+    openapi_extra=task_start_openapi(_MULTIPART_BODY),
+    responses=task_start_responses(
+        {
+            411: {"description": "Content-Length required"},
+            413: {"description": "Too large"},
+            415: {"description": "Unsupported type"},
+        }
+    ),
 )
-async def upload_documents(
-    request: Request,
-    response: Response,
-    settings: SettingsDep,
-    client: PrefectDep,
-    reservoir: ReservoirDep,
-    slot: IngestSlot,
-) -> TaskAccepted:
+@starts_task("ingest")
+async def upload_documents(request: Request, slot: Slot, settings: Settings) -> Response:
     """Saves one or more files and starts their ingestion; answers at once with the task id."""
     user = slot.user
-    if slot.earlier is not None:
-        return accepted(response, slot.earlier, settings.api_base_url)
     max_file = int(settings.max_file_mb * 2**20)
     form = await read_multipart(
         request,
@@ -93,8 +89,8 @@ async def upload_documents(
         await form.close()
     try:
         started = await start_task(
-            client,
-            reservoir,
+            request.app.state.prefect,
+            request.app.state.reservoir,
             INGEST,
             kind="ingest",
             user=user,
@@ -107,4 +103,4 @@ async def upload_documents(
     if started.parameters.get("paths") != list(paths):
         # A concurrent request with the same key won: its run ingests its own copy.
         await run_in_threadpool(remove_upload_dir, folder)
-    return accepted(response, started.task_id, settings.api_base_url)
+    return accepted_response(started.task_id, settings.api_base_url)

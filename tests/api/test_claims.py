@@ -5,6 +5,8 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import pytest
+
 from api.claims import ClaimStore
 from deployments.names import AUDIT, INGEST
 
@@ -62,3 +64,36 @@ def test_claims_runs_of_a_stopped_process_are_adopted(tmp_path: Path) -> None:
     assert store.heartbeat("b") == 2
     assert store.count_reserved(AUDIT, "b") == 2
     store.close()
+
+
+def test_shared_sqlite_writer_waits_for_another_connections_transaction(tmp_path: Path) -> None:
+    import sqlite3
+    import threading
+    import time
+
+    from api.shared_sqlite import open_shared, write_transaction
+
+    schema = "CREATE TABLE IF NOT EXISTS t (x INTEGER);"
+    waiting = open_shared(tmp_path / "x.sqlite3", schema)
+    assert waiting.execute("PRAGMA busy_timeout").fetchone() == (0,)  # no 1 ms busy sleeps
+    holding = threading.Event()
+
+    def hold_the_lock() -> None:  # another process's transaction, 50 ms long
+        other = open_shared(tmp_path / "x.sqlite3", schema)
+        other.execute("BEGIN IMMEDIATE")
+        other.execute("INSERT INTO t VALUES (1)")
+        holding.set()
+        time.sleep(0.05)
+        other.execute("COMMIT")
+        other.close()
+
+    thread = threading.Thread(target=hold_the_lock)
+    thread.start()
+    holding.wait()
+    with pytest.raises(sqlite3.OperationalError):  # a bare BEGIN does not wait ...
+        waiting.execute("BEGIN IMMEDIATE")
+    with write_transaction(waiting) as db:  # ... a write transaction polls until it is free
+        db.execute("INSERT INTO t VALUES (2)")
+    thread.join()
+    assert sorted(waiting.execute("SELECT x FROM t").fetchall()) == [(1,), (2,)]
+    waiting.close()

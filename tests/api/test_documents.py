@@ -119,6 +119,32 @@ async def test_upload_strips_directories_from_names(
     await wait_final(client, response.json()["status_url"])
 
 
+async def test_upload_idempotency_key_returns_the_same_task(client: httpx.AsyncClient) -> None:
+    files = [("files", ("once.txt", b"uploaded once, asked twice", "text/plain"))]
+    headers = {"Idempotency-Key": "upload-once"}
+    first = await client.post("/api/documents/upload", files=files, headers=headers)
+    again = await client.post("/api/documents/upload", files=files, headers=headers)
+    assert first.status_code == again.status_code == 202, (first.text, again.text)
+    assert first.json() == again.json()
+    assert again.headers["location"] == first.json()["status_url"]
+    bad = await client.post(
+        "/api/documents/upload", files=files, headers={"Idempotency-Key": "no spaces"}
+    )
+    assert bad.status_code == 422
+    assert bad.json()["detail"][0]["loc"] == ["header", "idempotency-key"]
+    await wait_final(client, first.json()["status_url"])
+
+
+def test_upload_documents_the_headers_of_every_task_start(client: httpx.AsyncClient) -> None:
+    # The upload route reads its headers itself (api.start_route); research declares them.
+    paths = client.app.openapi()["paths"]  # type: ignore[attr-defined]
+    upload, research = paths["/api/documents/upload"]["post"], paths["/api/research"]["post"]
+    assert upload["parameters"] == research["parameters"]
+    assert upload["security"] == research["security"]
+    for code in ("401", "422", "429"):
+        assert upload["responses"][code] == research["responses"][code]
+
+
 @pytest.mark.parametrize(
     "task_id",
     [

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import os
 import sys
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
@@ -254,7 +255,12 @@ async def test_limits_local_periodic_reconciliation_runs_beside_the_request(
         # The due reconciliation does not hold this request (the table says 1 of 2) ...
         async with limiter.task_slot(user, settings):  # ends without a task: row released
             assert len(limiter._background) == 1
-        await asyncio.gather(*limiter._background)
+        # ... and waits while requests for tasks keep coming (as if one just came, for ever) ...
+        limiter._last_slot = time.monotonic() + 3600
+        await asyncio.sleep(0.3)
+        assert not any(task.done() for task in limiter._background)
+        limiter._last_slot = 0.0  # ... until they pause
+        await asyncio.wait_for(asyncio.gather(*limiter._background), 30)
         # ... and from then on the run started elsewhere counts: 2 of 2, refused.
         with pytest.raises(HTTPException) as refused:
             async with limiter.task_slot(user, settings):
