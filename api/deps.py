@@ -228,10 +228,9 @@ async def _retry_slot(
         yield Slot(user, reservation)
 
 
-# Routes that start a task declare the slot of their kind: the slot is taken before the body is
-# read, passed to start_task to tie it to the run, and given back when the route returns
-# without a run.
-IngestSlot = Annotated[Slot, Depends(task_slot("ingest"), scope="function")]
+# Routes that start a task declare the slot of their kind (the upload route holds its slot
+# through api.start_route instead): the slot is taken before the body is read, passed to
+# start_task to tie it to the run, and given back when the route returns without a run.
 AuditSlot = Annotated[Slot, Depends(task_slot("audit"), scope="function")]
 ResearchSlot = Annotated[Slot, Depends(task_slot("research"), scope="function")]
 RetrySlot = Annotated[Slot, Depends(_retry_slot, scope="function")]
