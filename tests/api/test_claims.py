@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import sqlite3
+import threading
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
 from api.claims import ClaimStore
+from api.shared_sqlite import open_shared, write_transaction
 from deployments.names import AUDIT, INGEST
 
 
@@ -67,12 +71,6 @@ def test_claims_runs_of_a_stopped_process_are_adopted(tmp_path: Path) -> None:
 
 
 def test_shared_sqlite_writer_waits_for_another_connections_transaction(tmp_path: Path) -> None:
-    import sqlite3
-    import threading
-    import time
-
-    from api.shared_sqlite import open_shared, write_transaction
-
     schema = "CREATE TABLE IF NOT EXISTS t (x INTEGER);"
     waiting = open_shared(tmp_path / "x.sqlite3", schema)
     assert waiting.execute("PRAGMA busy_timeout").fetchone() == (0,)  # no 1 ms busy sleeps
