@@ -69,14 +69,6 @@ LimiterDep = Annotated[Limiter, Depends(_limiter)]
 _USER_ID_DESCRIPTION: Final = "User the chat backend acts for (with the service token)."
 
 
-async def _authorized(
-    token: str | None, x_user_id: str | None, settings: Settings, limiter: Limiter
-) -> str:
-    user = authenticate(token, x_user_id, settings)
-    await limiter.check_rate(user, settings)
-    return user
-
-
 async def _current_user(
     settings: SettingsDep,
     limiter: LimiterDep,
@@ -84,15 +76,16 @@ async def _current_user(
     x_user_id: Annotated[str | None, Header(description=_USER_ID_DESCRIPTION)] = None,
 ) -> str:
     token = credentials.credentials if credentials is not None else None
-    return await _authorized(token, x_user_id, settings, limiter)
+    user = authenticate(token, x_user_id, settings)
+    await limiter.check_rate(user, settings)
+    return user
 
 
-async def user_of(request: Request, settings: Settings) -> str:
-    """The caller, as CurrentUser resolves it (401, then 429 past the rate), without injection."""
+def caller_of(request: Request, settings: Settings) -> str:
+    """The caller, authenticated as CurrentUser does (401), without injection or the rate."""
     scheme, token = get_authorization_scheme_param(request.headers.get("authorization"))
     bearer = token if scheme.lower() == "bearer" and token else None
-    limiter: Limiter = request.app.state.limiter
-    return await _authorized(bearer, request.headers.get("x-user-id"), settings, limiter)
+    return authenticate(bearer, request.headers.get("x-user-id"), settings)
 
 
 # Every authenticated request counts against the caller's rate limit (429 past it).
@@ -159,19 +152,32 @@ def idempotency_key_of(request: Request) -> str | None:
 
 @asynccontextmanager
 async def hold_slot(
-    state: State, user: str, kind: TaskKind, settings: Settings, idempotency_key: str | None
+    state: State,
+    user: str,
+    kind: TaskKind,
+    settings: Settings,
+    idempotency_key: str | None,
+    *,
+    rate: bool = False,
 ) -> AsyncIterator[Slot]:
     """One idempotency lookup (claims table, then Prefect), then the earlier task or a held
-    slot (429 at max_tasks_in_flight), given back on exit unless a task took it."""
+    slot (429 at max_tasks_in_flight), given back on exit unless a task took it.
+
+    With `rate`, the request is also counted against the caller's rate first (429 past it):
+    with the slot's own transaction when there is no key to look up.
+    """
+    limiter: Limiter = state.limiter
     if idempotency_key is not None:
+        if rate:  # before the lookup, which may ask Prefect
+            await limiter.check_rate(user, settings)
+            rate = False
         earlier = await find_task(
             state.prefect, state.claims, user=user, kind=kind, key=idempotency_key
         )
         if earlier is not None:
             yield Slot(user, None, idempotency_key, earlier)
             return
-    limiter: Limiter = state.limiter
-    async with limiter.task_slot(user, settings) as reservation:
+    async with limiter.task_slot(user, settings, rate=rate) as reservation:
         yield Slot(user, reservation, idempotency_key)
 
 

@@ -36,8 +36,11 @@ class Limiter(Protocol):
     async def check_rate(self, user: str, settings: Settings) -> None:
         """Takes one request from the user's rate; 429 with Retry-After when it is used up."""
 
-    def task_slot(self, user: str, settings: Settings) -> AbstractAsyncContextManager[Reservation]:
-        """Holds a slot for one new task of the user; 429 at max_tasks_in_flight."""
+    def task_slot(
+        self, user: str, settings: Settings, *, rate: bool = False
+    ) -> AbstractAsyncContextManager[Reservation]:
+        """Holds a slot for one new task of the user; 429 at max_tasks_in_flight. With `rate`,
+        first takes one request from the user's rate, as check_rate does (429 past it)."""
 
     async def aclose(self) -> None:
         """Releases what the limiter holds open."""

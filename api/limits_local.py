@@ -5,8 +5,10 @@ Rate: a token bucket per user (burst tokens, refilled at the rate per minute), t
 
 Tasks in flight: one row per task the API started, plus one per request that is creating
 a task right now. A request inserts its row and counts the user's rows in one transaction,
-and a row is bound to its Prefect run before the request ends, so the table never counts
-fewer tasks than exist. Rows of tasks that finished are noticed when a user reaches the
+and the row stays until it is bound to its Prefect run, so the table never counts fewer
+tasks than exist. Bindings are written with the process's next transaction (or _BIND_AFTER_S
+later): a request that starts a task commits once here, taking its rate token and its row
+together, not three times. Rows of tasks that finished are noticed when a user reaches the
 cap: then the table is reconciled with the runs Prefect has in flight, and the request
 counts again. The same reconciliation picks up runs the API did not start (the CLI, a retry,
 another machine); it runs before a user's first task, and then in the background, without
@@ -23,8 +25,8 @@ import math
 import sqlite3
 import time
 import uuid
-from collections.abc import AsyncIterator
-from contextlib import AbstractContextManager, asynccontextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 from typing import Final, Literal
 
@@ -47,6 +49,9 @@ _SYNC_EVERY_S: Final = 30.0
 # parsing Prefect's answer on the event loop in the middle of a burst delays every request.
 _LULL_S: Final = 0.05
 _LULL_MAX_S: Final = 5.0
+# A binding waits at most this long for the next transaction to carry it (longer after errors).
+_BIND_AFTER_S: Final = 0.05
+_BIND_RETRY_S: Final = 1.0
 
 # Whether a request reconciles its user's rows with Prefect, and how (see LocalLimiter.reserve).
 Sync = Literal["first", "due"] | None
@@ -99,27 +104,42 @@ class LocalLimiter:
         self._db = open_shared(path, _SCHEMA)
         self._background: set[asyncio.Task[bool]] = set()
         self._last_slot = 0.0
+        # (row id, run id, when) of slots bound since the last transaction, and its timer.
+        self._unbound: list[tuple[str, str, float]] = []
+        self._bind_timer: asyncio.TimerHandle | None = None
 
-    def _write(self) -> AbstractContextManager[sqlite3.Connection]:
-        return write_transaction(self._db)
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        """A write transaction that first records the bindings waiting for one."""
+        binds, self._unbound = self._unbound, []
+        try:
+            with write_transaction(self._db) as db:
+                self._record_bindings(db, binds)
+                yield db
+        except BaseException:
+            self._unbound[:0] = binds  # not recorded: the next transaction carries them
+            raise
+
+    @staticmethod
+    def _take_token(db: sqlite3.Connection, user: str, settings: Settings, now: float) -> float:
+        per_second = settings.rate_limit_per_minute / 60
+        burst = float(settings.rate_limit_burst)
+        row = db.execute("SELECT tokens, updated FROM rate WHERE user = ?", (user,)).fetchone()
+        tokens = burst if row is None else min(burst, row[0] + (now - row[1]) * per_second)
+        if tokens < 1:
+            return (1 - tokens) / per_second
+        db.execute(
+            "INSERT INTO rate (user, tokens, updated) VALUES (?, ?, ?) "
+            "ON CONFLICT (user) DO UPDATE SET tokens = excluded.tokens, "
+            "updated = excluded.updated",
+            (user, tokens - 1, now),
+        )
+        return 0.0
 
     def take_token(self, user: str, settings: Settings, now: float | None = None) -> float:
         """Takes one token of the user's bucket; 0 when taken, else seconds until one is due."""
-        now = time.time() if now is None else now
-        per_second = settings.rate_limit_per_minute / 60
-        burst = float(settings.rate_limit_burst)
         with self._write() as db:
-            row = db.execute("SELECT tokens, updated FROM rate WHERE user = ?", (user,)).fetchone()
-            tokens = burst if row is None else min(burst, row[0] + (now - row[1]) * per_second)
-            if tokens < 1:
-                return (1 - tokens) / per_second
-            db.execute(
-                "INSERT INTO rate (user, tokens, updated) VALUES (?, ?, ?) "
-                "ON CONFLICT (user) DO UPDATE SET tokens = excluded.tokens, "
-                "updated = excluded.updated",
-                (user, tokens - 1, now),
-            )
-        return 0.0
+            return self._take_token(db, user, settings, time.time() if now is None else now)
 
     async def check_rate(self, user: str, settings: Settings) -> None:
         """Takes one request from the user's rate; 429 with Retry-After when it is used up."""
@@ -127,35 +147,45 @@ class LocalLimiter:
         if wait_s > 0:
             raise rate_refused(settings, math.ceil(wait_s))
 
-    def reserve(self, user: str, settings: Settings) -> tuple[str | None, Sync]:
+    def reserve(
+        self, user: str, settings: Settings, *, rate: bool = False
+    ) -> tuple[str | None, Sync]:
         """Inserts a pending row for the user when their rows leave room.
 
         Returns the row id (None at the cap) and whether this request should reconcile the
         user's rows with Prefect (it then claims that job): "first" for a user never
-        reconciled, "due" when nobody did for _SYNC_EVERY_S, else None.
+        reconciled, "due" when nobody did for _SYNC_EVERY_S, else None. With `rate`, one
+        token of the user's rate is taken in the same transaction first (429 without one).
         """
         now = time.time()
-        row_id = uuid.uuid4().hex
         with self._write() as db:
+            wait_s = self._take_token(db, user, settings, now) if rate else 0.0
+            reserved = self._reserve(db, user, settings, now) if wait_s == 0 else None
+        if reserved is None:
+            raise rate_refused(settings, math.ceil(wait_s))
+        return reserved
+
+    def _reserve(
+        self, db: sqlite3.Connection, user: str, settings: Settings, now: float
+    ) -> tuple[str | None, Sync]:
+        db.execute(
+            "DELETE FROM tasks WHERE user = ? AND run_id IS NULL AND reserved < ?",
+            (user, now - _PENDING_LEASE_S),
+        )
+        synced = db.execute("SELECT at FROM synced WHERE user = ?", (user,)).fetchone()
+        sync: Sync = (
+            "first" if synced is None else "due" if synced[0] < now - _SYNC_EVERY_S else None
+        )
+        if sync is not None:
             db.execute(
-                "DELETE FROM tasks WHERE user = ? AND run_id IS NULL AND reserved < ?",
-                (user, now - _PENDING_LEASE_S),
+                "INSERT INTO synced (user, at) VALUES (?, ?) "
+                "ON CONFLICT (user) DO UPDATE SET at = excluded.at",
+                (user, now),
             )
-            synced = db.execute("SELECT at FROM synced WHERE user = ?", (user,)).fetchone()
-            sync: Sync = (
-                "first" if synced is None else "due" if synced[0] < now - _SYNC_EVERY_S else None
-            )
-            if sync is not None:
-                db.execute(
-                    "INSERT INTO synced (user, at) VALUES (?, ?) "
-                    "ON CONFLICT (user) DO UPDATE SET at = excluded.at",
-                    (user, now),
-                )
-            if self._held(db, user) >= settings.max_tasks_in_flight:
-                return None, sync
-            db.execute(
-                "INSERT INTO tasks (id, user, reserved) VALUES (?, ?, ?)", (row_id, user, now)
-            )
+        if self._held(db, user) >= settings.max_tasks_in_flight:
+            return None, sync
+        row_id = uuid.uuid4().hex
+        db.execute("INSERT INTO tasks (id, user, reserved) VALUES (?, ?, ?)", (row_id, user, now))
         return row_id, sync
 
     @staticmethod
@@ -190,16 +220,43 @@ class LocalLimiter:
             )
 
     def bind(self, row_id: str, run_id: str) -> None:
-        """Ties a pending row to its run; a run already counted keeps its one row."""
-        with self._write() as db:
-            taken = db.execute("SELECT 1 FROM tasks WHERE run_id = ?", (run_id,)).fetchone()
-            if taken:
-                db.execute("DELETE FROM tasks WHERE id = ?", (row_id,))
-            else:
-                db.execute(
-                    "UPDATE tasks SET run_id = ?, bound = ? WHERE id = ?",
-                    (run_id, time.time(), row_id),
-                )
+        """Ties a pending row to its run, with the next transaction: until then the row counts
+        as pending, and a row whose process died expires after _PENDING_LEASE_S."""
+        self._unbound.append((row_id, run_id, time.time()))
+        if self._bind_timer is None:
+            self._schedule_bindings(_BIND_AFTER_S)
+
+    def _schedule_bindings(self, delay_s: float) -> None:
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # no event loop to wait on: record them now
+            self._write_bindings(retry=False)
+        else:
+            self._bind_timer = loop.call_later(delay_s, self._write_bindings)
+
+    def _write_bindings(self, retry: bool = True) -> None:
+        """Records the bindings no transaction carried meanwhile."""
+        self._bind_timer = None
+        if not self._unbound:
+            return
+        try:
+            with self._write():
+                pass
+        except sqlite3.Error as exc:
+            logger.warning("recording bindings of tasks in flight failed: %r", exc)
+            if retry:
+                self._schedule_bindings(_BIND_RETRY_S)
+
+    @staticmethod
+    def _record_bindings(db: sqlite3.Connection, binds: list[tuple[str, str, float]]) -> None:
+        """Binds pending rows to their runs; a run already counted keeps its one row."""
+        for row_id, run_id, at in binds:
+            changed = db.execute(
+                "UPDATE OR IGNORE tasks SET run_id = ?, bound = ? WHERE id = ?",
+                (run_id, at, row_id),
+            ).rowcount
+            if not changed:  # its run has a row (a reconciliation added it): drop this one
+                db.execute("DELETE FROM tasks WHERE id = ? AND run_id IS NULL", (row_id,))
 
     def release(self, row_id: str) -> None:
         """Drops a row that was never bound (the request created no task)."""
@@ -235,8 +292,11 @@ class LocalLimiter:
         return await self._reconcile_now(user, settings)
 
     @asynccontextmanager
-    async def task_slot(self, user: str, settings: Settings) -> AsyncIterator[LocalReservation]:
-        """Holds a row for one new task of the user; 429 at max_tasks_in_flight.
+    async def task_slot(
+        self, user: str, settings: Settings, *, rate: bool = False
+    ) -> AsyncIterator[LocalReservation]:
+        """Holds a row for one new task of the user; 429 at max_tasks_in_flight (and, with
+        `rate`, past the user's request rate, checked in the same transaction).
 
         Prefect is asked at the cap and at a user's first task, where the table's count is
         checked against it before the answer (503 at the cap when Prefect cannot be reached),
@@ -245,7 +305,7 @@ class LocalLimiter:
         round trip on the request path.
         """
         self._last_slot = time.monotonic()
-        row_id, sync = self.reserve(user, settings)
+        row_id, sync = self.reserve(user, settings, rate=rate)
         if row_id is None:
             asked_at = time.time()
             try:
@@ -277,4 +337,7 @@ class LocalLimiter:
         for task in list(self._background):
             task.cancel()
         await asyncio.gather(*self._background, return_exceptions=True)
+        if self._bind_timer is not None:
+            self._bind_timer.cancel()
+        self._write_bindings(retry=False)  # a failure is logged: the rows expire after a lease
         self._db.close()

@@ -251,8 +251,13 @@ class PrefectLimiter:
         await check_rate(self._client, user, settings)
 
     @asynccontextmanager
-    async def task_slot(self, user: str, settings: Settings) -> AsyncIterator[_NoBinding]:
-        """Holds a slot for one new task of the user; 429 at max_tasks_in_flight."""
+    async def task_slot(
+        self, user: str, settings: Settings, *, rate: bool = False
+    ) -> AsyncIterator[_NoBinding]:
+        """Holds a slot for one new task of the user (after one request of its rate, with
+        `rate`); 429 at max_tasks_in_flight."""
+        if rate:
+            await self.check_rate(user, settings)
         pending = len(self._pending(user)) if self._pending is not None else 0
         async with task_slot(self._client, user, settings, pending):
             yield _NoBinding()

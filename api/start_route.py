@@ -2,7 +2,7 @@
 
 FastAPI solves a route's dependency tree on every request, about a third of an upload's time in
 the API process, and a burst of uploads queues on that one event loop. A route made here does
-the same steps as one declaring a task slot (settings, caller and rate, Idempotency-Key,
+the same steps as one declaring a task slot (settings, caller, Idempotency-Key, rate and
 earlier task or slot) by plain calls, and documents the same parameters (TASK_START_OPENAPI).
 """
 
@@ -14,7 +14,7 @@ from typing import Any
 from fastapi import Request, Response
 
 from api.accepted import accepted_response
-from api.deps import TASK_START_OPENAPI, Slot, hold_slot, idempotency_key_of, settings_of, user_of
+from api.deps import TASK_START_OPENAPI, Slot, caller_of, hold_slot, idempotency_key_of, settings_of
 from api.schemas import TaskKind
 from core.settings import Settings
 
@@ -49,9 +49,11 @@ def starts_task(
     def decorate(handler: TaskHandler) -> Callable[[Request], Awaitable[Response]]:
         async def endpoint(request: Request) -> Response:
             settings = await settings_of(request)
-            user = await user_of(request, settings)
+            user = caller_of(request, settings)
             key = idempotency_key_of(request)
-            async with hold_slot(request.app.state, user, kind, settings, key) as slot:
+            # The caller's rate is taken with the slot: one shared-file transaction, not two.
+            state = request.app.state
+            async with hold_slot(state, user, kind, settings, key, rate=True) as slot:
                 if slot.earlier is not None:
                     return accepted_response(slot.earlier, settings.api_base_url)
                 return await handler(request, slot, settings)

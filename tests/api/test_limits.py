@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import sqlite3
 import sys
 import time
 import uuid
@@ -121,6 +122,27 @@ async def test_limits_rate_counts_every_route_then_429_with_retry_after(
     assert await _runs_of(_prefect(client), user) == []  # refused before anything started
     again = await client.get(ZERO_TASK, headers=_as(user))
     assert again.status_code == 429
+
+
+@asyncio_test
+async def test_limits_repeated_idempotency_key_counts_against_the_rate(
+    client: httpx.AsyncClient, configure: Callable[..., None]
+) -> None:
+    configure(rate_limit_per_minute=1, rate_limit_burst=2)
+    user = _new_user("rate-key")
+    keyed = {**_as(user), "Idempotency-Key": f"k-{uuid.uuid4().hex}"}
+    files = [("files", ("limits.txt", b"Rate limits keep the service fair.", "text/plain"))]
+    first = await client.post("/api/documents/upload", files=files, headers=keyed)
+    repeat = await client.post("/api/documents/upload", files=files, headers=keyed)
+    assert (first.status_code, repeat.status_code) == (202, 202), repeat.text
+    assert repeat.json()["task_id"] == first.json()["task_id"]
+    refused = await client.post("/api/documents/upload", files=files, headers=keyed)
+    assert refused.status_code == 429, refused.text
+    assert "per minute" in refused.json()["detail"]
+    configure(rate_limit_per_minute=6000, rate_limit_burst=100)  # to follow the task
+    await asyncio.sleep(0.1)  # a few tokens back at that rate
+    final = await _wait_final(client, first.json()["status_url"], user)
+    assert final["state"] == "COMPLETED", final
 
 
 @asyncio_test
@@ -272,6 +294,71 @@ async def test_limits_local_periodic_reconciliation_runs_beside_the_request(
     finally:
         await limiter.aclose()
         await _delete_runs(prefect, user)
+
+
+def _rows(path: Path, user: str) -> list[str | None]:
+    """The run ids of the user's rows, as another process reads the limits file."""
+    with contextlib.closing(sqlite3.connect(path)) as db:
+        rows = db.execute("SELECT run_id FROM tasks WHERE user = ?", (user,)).fetchall()
+    return sorted(rows, key=str)  # type: ignore[arg-type]
+
+
+@asyncio_test
+async def test_limits_local_slot_takes_the_rate_in_its_own_transaction(
+    client: httpx.AsyncClient, tmp_path: Path
+) -> None:
+    settings = Settings(rate_limit_per_minute=1, rate_limit_burst=2, max_tasks_in_flight=5)
+    user = _new_user("rate-slot")
+    path = tmp_path / "limits.sqlite3"
+    limiter = LocalLimiter(path, _prefect(client))
+    try:
+        for _ in range(2):
+            async with limiter.task_slot(user, settings, rate=True):
+                assert _rows(path, user) == [(None,)]  # the slot's pending row
+        with pytest.raises(HTTPException) as refused:
+            async with limiter.task_slot(user, settings, rate=True):
+                pytest.fail("a slot past the rate")
+        assert refused.value.status_code == 429
+        assert "per minute" in refused.value.detail
+        assert 1 <= int((refused.value.headers or {})["Retry-After"]) <= 60
+        assert _rows(path, user) == []  # refused before any row
+        # Without `rate`, a slot leaves the rate alone (the route took it already).
+        async with limiter.task_slot(user, settings):
+            assert _rows(path, user) == [(None,)]
+        assert limiter.take_token(user, settings) > 0
+    finally:
+        await limiter.aclose()
+
+
+@asyncio_test
+async def test_limits_local_bindings_ride_on_the_next_transaction_or_follow_soon(
+    client: httpx.AsyncClient, tmp_path: Path
+) -> None:
+    settings = Settings(max_tasks_in_flight=10)
+    user = _new_user("bind")
+    path = tmp_path / "limits.sqlite3"
+    limiter = LocalLimiter(path, _prefect(client))
+    try:
+        async with limiter.task_slot(user, settings) as slot:
+            slot.bind("run-a")
+        assert _rows(path, user) == [(None,)]  # still counted, as pending
+        limiter.take_token(user, settings)  # the next transaction records it
+        assert _rows(path, user) == [("run-a",)]
+        async with limiter.task_slot(user, settings) as slot:
+            slot.bind("run-b")
+        await asyncio.sleep(0.5)  # no other transaction: recorded on its own shortly
+        assert _rows(path, user) == [("run-a",), ("run-b",)]
+        # A run a reconciliation counted already keeps its one row.
+        limiter.reconcile(user, {"run-a", "run-b", "run-c"}, time.time())
+        async with limiter.task_slot(user, settings) as slot:
+            slot.bind("run-c")
+        limiter.take_token(user, settings)
+        assert _rows(path, user) == [("run-a",), ("run-b",), ("run-c",)]
+        async with limiter.task_slot(user, settings) as slot:
+            slot.bind("run-d")
+    finally:
+        await limiter.aclose()  # records what is left
+    assert _rows(path, user) == [("run-a",), ("run-b",), ("run-c",), ("run-d",)]
 
 
 @pytest.mark.parametrize("backend", ["local", "prefect"])
