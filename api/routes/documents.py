@@ -13,7 +13,7 @@ from api.deps import Slot
 from api.errors import invalid
 from api.prefect_tasks import start_task
 from api.schemas import TaskAccepted
-from api.start_route import starts_task, task_start_openapi, task_start_responses
+from api.start_route import TaskStartRoute, starts_task, task_start_openapi, task_start_responses
 from api.uploads import (
     check_suffix,
     read_multipart,
@@ -48,19 +48,6 @@ _MULTIPART_BODY: dict[str, Any] = {
 }
 
 
-@router.post(
-    "/upload",
-    status_code=status.HTTP_202_ACCEPTED,
-    response_model=TaskAccepted,
-    openapi_extra=task_start_openapi(_MULTIPART_BODY),
-    responses=task_start_responses(
-        {
-            411: {"description": "Content-Length required"},
-            413: {"description": "Too large"},
-            415: {"description": "Unsupported type"},
-        }
-    ),
-)
 @starts_task("ingest")
 async def upload_documents(request: Request, slot: Slot, settings: Settings) -> Response:
     """Saves one or more files and starts their ingestion; answers at once with the task id."""
@@ -104,3 +91,21 @@ async def upload_documents(request: Request, slot: Slot, settings: Settings) -> 
         # A concurrent request with the same key won: its run ingests its own copy.
         await run_in_threadpool(remove_upload_dir, folder)
     return accepted_response(started.task_id, settings.api_base_url)
+
+
+router.add_api_route(
+    "/upload",
+    upload_documents,
+    methods=["POST"],
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=TaskAccepted,
+    openapi_extra=task_start_openapi(_MULTIPART_BODY),
+    responses=task_start_responses(
+        {
+            411: {"description": "Content-Length required"},
+            413: {"description": "Too large"},
+            415: {"description": "Unsupported type"},
+        }
+    ),
+    route_class_override=TaskStartRoute,
+)
