@@ -13,6 +13,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from fastapi import Request, Response
+from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute
 
 from api.accepted import accepted_response
@@ -63,9 +64,13 @@ def starts_task(
         async def endpoint(request: Request) -> Response:
             settings = await settings_of(request)
             user = caller_of(request, settings)
-            key = idempotency_key_of(request)
-            # The caller's rate is taken with the slot: one shared-file transaction, not two.
             state = request.app.state
+            try:
+                key = idempotency_key_of(request)
+            except RequestValidationError:
+                await state.limiter.check_rate(user, settings)  # counted (429 first), as ever
+                raise
+            # The caller's rate is taken with the slot: one shared-file transaction, not two.
             async with hold_slot(state, user, kind, settings, key, rate=True) as slot:
                 if slot.earlier is not None:
                     return accepted_response(slot.earlier, settings.api_base_url)

@@ -125,10 +125,10 @@ async def test_limits_rate_counts_every_route_then_429_with_retry_after(
 
 
 @asyncio_test
-async def test_limits_repeated_idempotency_key_counts_against_the_rate(
+async def test_limits_repeated_or_malformed_idempotency_key_counts_against_the_rate(
     client: httpx.AsyncClient, configure: Callable[..., None]
 ) -> None:
-    configure(rate_limit_per_minute=1, rate_limit_burst=2)
+    configure(rate_limit_per_minute=1, rate_limit_burst=3)
     user = _new_user("rate-key")
     keyed = {**_as(user), "Idempotency-Key": f"k-{uuid.uuid4().hex}"}
     files = [("files", ("limits.txt", b"Rate limits keep the service fair.", "text/plain"))]
@@ -136,6 +136,8 @@ async def test_limits_repeated_idempotency_key_counts_against_the_rate(
     repeat = await client.post("/api/documents/upload", files=files, headers=keyed)
     assert (first.status_code, repeat.status_code) == (202, 202), repeat.text
     assert repeat.json()["task_id"] == first.json()["task_id"]
+    bad = {**keyed, "Idempotency-Key": "no spaces"}  # refused (422), and counted as well
+    assert (await client.post("/api/documents/upload", files=files, headers=bad)).status_code == 422
     refused = await client.post("/api/documents/upload", files=files, headers=keyed)
     assert refused.status_code == 429, refused.text
     assert "per minute" in refused.json()["detail"]
