@@ -9,7 +9,7 @@ Registered with TaskStartRoute, FastAPI calls it with the request and sends what
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
 from fastapi import Request, Response
@@ -23,6 +23,8 @@ from core.settings import Settings
 
 # A route's work once its slot is held: the answer (accepted_response) or an error.
 TaskHandler = Callable[[Request, Slot, Settings], Awaitable[Response]]
+# An endpoint made by starts_task: the request in, the finished response out.
+Endpoint = Callable[[Request], Coroutine[Any, Any, Response]]
 
 # The 422 FastAPI would document for the Idempotency-Key header.
 _VALIDATION_ERROR: dict[str, Any] = {
@@ -48,19 +50,19 @@ class TaskStartRoute(APIRoute):
     response: FastAPI documents it from the route's declaration as usual, and on a request
     calls it directly instead of solving its (empty) dependencies and validating its answer."""
 
-    def get_route_handler(self) -> Callable[[Request], Awaitable[Response]]:
+    def get_route_handler(self) -> Endpoint:
         """The endpoint itself."""
-        handler: Callable[[Request], Awaitable[Response]] = self.endpoint
+        handler: Endpoint = self.endpoint
         return handler
 
 
 def starts_task(
     kind: TaskKind,
-) -> Callable[[TaskHandler], Callable[[Request], Awaitable[Response]]]:
+) -> Callable[[TaskHandler], Endpoint]:
     """Makes `handler` an endpoint taking only the request: it answers the earlier task of a
     repeated Idempotency-Key itself, and calls `handler` with the held slot otherwise."""
 
-    def decorate(handler: TaskHandler) -> Callable[[Request], Awaitable[Response]]:
+    def decorate(handler: TaskHandler) -> Endpoint:
         async def endpoint(request: Request) -> Response:
             settings = await settings_of(request)
             user = caller_of(request, settings)
