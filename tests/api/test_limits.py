@@ -298,11 +298,13 @@ async def test_limits_local_periodic_reconciliation_runs_beside_the_request(
         await _delete_runs(prefect, user)
 
 
-def _rows(path: Path, user: str) -> list[str | None]:
-    """The run ids of the user's rows, as another process reads the limits file."""
+def _rows(path: Path, user: str) -> list[tuple[str | None]]:
+    """The user's rows as (run id,), sorted, as another process reads the limits file."""
     with contextlib.closing(sqlite3.connect(path)) as db:
-        rows = db.execute("SELECT run_id FROM tasks WHERE user = ?", (user,)).fetchall()
-    return sorted(rows, key=str)  # type: ignore[arg-type]
+        rows: list[tuple[str | None]] = db.execute(
+            "SELECT run_id FROM tasks WHERE user = ?", (user,)
+        ).fetchall()
+    return sorted(rows, key=str)
 
 
 @asyncio_test
