@@ -135,7 +135,7 @@ async def test_upload_idempotency_key_returns_the_same_task(client: httpx.AsyncC
     await wait_final(client, first.json()["status_url"])
 
 
-def test_upload_documents_the_headers_of_every_task_start(client: httpx.AsyncClient) -> None:
+async def test_upload_documents_the_headers_of_every_task_start(client: httpx.AsyncClient) -> None:
     # The upload route reads its headers itself (api.start_route); research declares them.
     paths = client.app.openapi()["paths"]  # type: ignore[attr-defined]
     upload, research = paths["/api/documents/upload"]["post"], paths["/api/research"]["post"]
