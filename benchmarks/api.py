@@ -273,13 +273,18 @@ def stack_cpu(stack_pid: int) -> dict[int, float]:
     return cpu_seconds({stack_pid, os.getpid(), *descendants(stack_pid)})
 
 
-def cpu_line(before: dict[int, float], after: dict[int, float]) -> str:
-    """CPU milliseconds per role between two stack_cpu readings, busiest first."""
+def cpu_by_role(before: dict[int, float], after: dict[int, float]) -> dict[str, float]:
+    """CPU milliseconds per role between two stack_cpu readings."""
     by_role: dict[str, float] = {}
     for pid, seconds in after.items():
         name = "this client" if pid == os.getpid() else role(pid)
-        by_role[name] = by_role.get(name, 0.0) + seconds - before.get(pid, seconds)
-    busy = sorted(((ms * 1000, name) for name, ms in by_role.items() if ms > 0.0005), reverse=True)
+        by_role[name] = by_role.get(name, 0.0) + (seconds - before.get(pid, seconds)) * 1000
+    return by_role
+
+
+def cpu_line(by_role: dict[str, float]) -> str:
+    """The roles' CPU milliseconds, busiest first (those under half a millisecond left out)."""
+    busy = sorted(((ms, name) for name, ms in by_role.items() if ms > 0.5), reverse=True)
     return ", ".join(f"{name} {ms:.0f} ms" for ms, name in busy)
 
 
@@ -291,10 +296,9 @@ def wait_quiet(stack_pid: int, timeout_s: float) -> tuple[float, str]:
     while True:
         before = stack_cpu(stack_pid)
         time.sleep(1.0)
-        after = stack_cpu(stack_pid)
-        used = sum(seconds - before.get(pid, seconds) for pid, seconds in after.items())
-        if used * 1000 < QUIET_CPU_MS or time.monotonic() - start > timeout_s:
-            return time.monotonic() - start, cpu_line(before, after)
+        used = cpu_by_role(before, stack_cpu(stack_pid))
+        if sum(used.values()) < QUIET_CPU_MS or time.monotonic() - start > timeout_s:
+            return time.monotonic() - start, cpu_line(used)
 
 
 def wait_for_stack(process: subprocess.Popen[bytes], home: Path, timeout_s: float) -> dict:
@@ -530,7 +534,7 @@ async def measure(
             submitted = time.perf_counter()
             answers = await raw_burst(raw, upload_requests, uploads)
             burst_ms = (time.perf_counter() - submitted) * 1000
-            burst_cpu = cpu_line(cpu_before, stack_cpu(stack_pid))
+            burst_cpu = cpu_line(cpu_by_role(cpu_before, stack_cpu(stack_pid)))
         finally:
             for connection in raw:
                 connection.close()
