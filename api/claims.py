@@ -19,7 +19,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Final
 
-from api.shared_sqlite import open_shared, write_transaction
+from api.shared_sqlite import GroupCommit, open_shared, write_transaction
 
 # The claims file under OCTAVIUS_HOME, shared by the machine's API processes.
 CLAIMS_FILE: Final = "claims.sqlite3"
@@ -105,6 +105,8 @@ class ClaimStore:
     def __init__(self, path: Path) -> None:
         """A store on the database at `path`, created on first use."""
         self._db = open_shared(path, _SCHEMA)
+        # Claims of one turn of the event loop (a burst of requests) share one transaction.
+        self._group = GroupCommit(self._write)
 
     def close(self) -> None:
         """Closes the database connection."""
@@ -169,7 +171,7 @@ class ClaimStore:
             db.execute("UPDATE reserved SET owner = NULL WHERE owner = ?", (owner,))
             db.execute("DELETE FROM instances WHERE id = ?", (owner,))
 
-    def claim(
+    async def claim(
         self,
         deployment: str,
         *,
@@ -181,30 +183,43 @@ class ClaimStore:
         """Claims the oldest usable reserved run of the deployment for a new task.
 
         Returns the claim and True, or the earlier claim with the same scoped key and False,
-        or None when no reserved run is left.
+        or None when no reserved run is left. The transaction is shared with the other claims
+        of this turn of the event loop.
         """
+        return await self._group.run(
+            lambda db: self._claim(db, deployment, user, kind, parameters, scoped_key)
+        )
+
+    @staticmethod
+    def _claim(
+        db: sqlite3.Connection,
+        deployment: str,
+        user: str,
+        kind: str,
+        parameters: dict[str, Any],
+        scoped_key: str | None,
+    ) -> tuple[Claim, bool] | None:
         now = time.time()
-        with self._write() as db:
-            if scoped_key is not None:
-                row = db.execute(
-                    f"SELECT {_CLAIM_COLUMNS} FROM claims WHERE scoped_key = ?", (scoped_key,)
-                ).fetchone()
-                if row is not None:
-                    return Claim._of(row), False
-            found = db.execute(
-                "SELECT run_id, expected FROM reserved WHERE deployment = ? AND created > ? "
-                "ORDER BY created, expected LIMIT 1",
-                (deployment, now - RESERVED_MAX_AGE_S),
+        if scoped_key is not None:
+            row = db.execute(
+                f"SELECT {_CLAIM_COLUMNS} FROM claims WHERE scoped_key = ?", (scoped_key,)
             ).fetchone()
-            if found is None:
-                return None
-            run_id, expected = found
-            db.execute("DELETE FROM reserved WHERE run_id = ?", (run_id,))
-            db.execute(
-                "INSERT INTO claims (run_id, user, kind, parameters, scoped_key, created, "
-                "expected) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (run_id, user, kind, json.dumps(parameters), scoped_key, now, expected),
-            )
+            if row is not None:
+                return Claim._of(row), False
+        found = db.execute(
+            "SELECT run_id, expected FROM reserved WHERE deployment = ? AND created > ? "
+            "ORDER BY created, expected LIMIT 1",
+            (deployment, now - RESERVED_MAX_AGE_S),
+        ).fetchone()
+        if found is None:
+            return None
+        run_id, expected = found
+        db.execute("DELETE FROM reserved WHERE run_id = ?", (run_id,))
+        db.execute(
+            "INSERT INTO claims (run_id, user, kind, parameters, scoped_key, created, "
+            "expected) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (run_id, user, kind, json.dumps(parameters), scoped_key, now, expected),
+        )
         claim = Claim(
             run_id,
             user,

@@ -36,7 +36,7 @@ from prefect.client.orchestration import PrefectClient
 
 from api.limits import PendingRuns, rate_refused, tasks_refused
 from api.limits_prefect import in_flight_run_ids
-from api.shared_sqlite import open_shared, write_transaction
+from api.shared_sqlite import GroupCommit, open_shared, write_transaction
 from core.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -107,6 +107,8 @@ class LocalLimiter:
         # (row id, run id, when) of slots bound since the last transaction, and its timer.
         self._unbound: list[tuple[str, str, float]] = []
         self._bind_timer: asyncio.TimerHandle | None = None
+        # Requests of one turn of the event loop take their rate and rows in one transaction.
+        self._group = GroupCommit(self._write)
 
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
@@ -136,18 +138,16 @@ class LocalLimiter:
         )
         return 0.0
 
-    def take_token(self, user: str, settings: Settings, now: float | None = None) -> float:
-        """Takes one token of the user's bucket; 0 when taken, else seconds until one is due."""
-        with self._write() as db:
-            return self._take_token(db, user, settings, time.time() if now is None else now)
-
     async def check_rate(self, user: str, settings: Settings) -> None:
         """Takes one request from the user's rate; 429 with Retry-After when it is used up."""
-        wait_s = self.take_token(user, settings)
+        await self._group.run(lambda db: self._rate(db, user, settings, time.time()))
+
+    def _rate(self, db: sqlite3.Connection, user: str, settings: Settings, now: float) -> None:
+        wait_s = self._take_token(db, user, settings, now)
         if wait_s > 0:
             raise rate_refused(settings, math.ceil(wait_s))
 
-    def reserve(
+    async def reserve(
         self, user: str, settings: Settings, *, rate: bool = False
     ) -> tuple[str | None, Sync]:
         """Inserts a pending row for the user when their rows leave room.
@@ -156,14 +156,16 @@ class LocalLimiter:
         user's rows with Prefect (it then claims that job): "first" for a user never
         reconciled, "due" when nobody did for _SYNC_EVERY_S, else None. With `rate`, one
         token of the user's rate is taken in the same transaction first (429 without one).
+        The transaction is shared with the other requests of this turn of the event loop.
         """
-        now = time.time()
-        with self._write() as db:
-            wait_s = self._take_token(db, user, settings, now) if rate else 0.0
-            reserved = self._reserve(db, user, settings, now) if wait_s == 0 else None
-        if reserved is None:
-            raise rate_refused(settings, math.ceil(wait_s))
-        return reserved
+
+        def work(db: sqlite3.Connection) -> tuple[str | None, Sync]:
+            now = time.time()
+            if rate:
+                self._rate(db, user, settings, now)
+            return self._reserve(db, user, settings, now)
+
+        return await self._group.run(work)
 
     def _reserve(
         self, db: sqlite3.Connection, user: str, settings: Settings, now: float
@@ -305,7 +307,7 @@ class LocalLimiter:
         round trip on the request path.
         """
         self._last_slot = time.monotonic()
-        row_id, sync = self.reserve(user, settings, rate=rate)
+        row_id, sync = await self.reserve(user, settings, rate=rate)
         if row_id is None:
             asked_at = time.time()
             try:
@@ -315,7 +317,7 @@ class LocalLimiter:
                     status.HTTP_503_SERVICE_UNAVAILABLE, f"cannot count tasks in flight: {exc!r}"
                 ) from exc
             self.reconcile(user, in_flight, asked_at)
-            row_id, _ = self.reserve(user, settings)
+            row_id, _ = await self.reserve(user, settings)
         elif sync == "first":
             if await self._reconcile_now(user, settings) and not self.fits(row_id, user, settings):
                 row_id = None

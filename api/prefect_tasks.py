@@ -142,7 +142,7 @@ async def start_task(
     key = slot.idempotency_key
     scoped = scoped_idempotency_key(user, kind, key) if key else None
     if reservoir is not None:
-        claimed = reservoir.claim(
+        claimed = await reservoir.claim(
             deployment, user=user, kind=kind, parameters=parameters, scoped_key=scoped
         )
         if claimed is not None:

@@ -98,7 +98,7 @@ class Reservoir:
         self._tasks.clear()
         self.store.leave(self.instance)
 
-    def claim(
+    async def claim(
         self,
         deployment: str,
         *,
@@ -108,7 +108,7 @@ class Reservoir:
         scoped_key: str | None,
     ) -> tuple[Claim, bool] | None:
         """A reserved run claimed for a new task (True), the key's earlier claim (False) or None."""
-        claimed = self.store.claim(
+        claimed = await self.store.claim(
             deployment, user=user, kind=kind, parameters=parameters, scoped_key=scoped_key
         )
         if claimed is not None and claimed[1]:

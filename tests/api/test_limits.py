@@ -329,7 +329,9 @@ async def test_limits_local_slot_takes_the_rate_in_its_own_transaction(
         # Without `rate`, a slot leaves the rate alone (the route took it already).
         async with limiter.task_slot(user, settings):
             assert _rows(path, user) == [(None,)]
-        assert limiter.take_token(user, settings) > 0
+        with pytest.raises(HTTPException) as refused:
+            await limiter.check_rate(user, settings)
+        assert refused.value.status_code == 429
     finally:
         await limiter.aclose()
 
@@ -346,7 +348,7 @@ async def test_limits_local_bindings_ride_on_the_next_transaction_or_follow_soon
         async with limiter.task_slot(user, settings) as slot:
             slot.bind("run-a")
         assert _rows(path, user) == [(None,)]  # still counted, as pending
-        limiter.take_token(user, settings)  # the next transaction records it
+        await limiter.check_rate(user, settings)  # the next transaction records it
         assert _rows(path, user) == [("run-a",)]
         async with limiter.task_slot(user, settings) as slot:
             slot.bind("run-b")
@@ -356,7 +358,7 @@ async def test_limits_local_bindings_ride_on_the_next_transaction_or_follow_soon
         limiter.reconcile(user, {"run-a", "run-b", "run-c"}, time.time())
         async with limiter.task_slot(user, settings) as slot:
             slot.bind("run-c")
-        limiter.take_token(user, settings)
+        await limiter.check_rate(user, settings)
         assert _rows(path, user) == [("run-a",), ("run-b",), ("run-c",)]
         async with limiter.task_slot(user, settings) as slot:
             slot.bind("run-d")
