@@ -1,11 +1,11 @@
 """Reserved flow runs and claims on them, in a SQLite file every API process on the machine opens.
 
 `reserved` lists runs made ahead of demand (Prefect holds them as Scheduled "Reserved", far in
-the future, so no worker or runner starts them). A request claims one in a single local
-transaction: the row moves to `claims` with the task's owner, kind, parameters and scoped
-idempotency key, and the request answers 202 at once. A pusher then writes the claim to Prefect;
-until it has, reads answer from this table. Pushed claims stay for a while so that idempotent
-repeats find them here first.
+the future, so no worker or runner starts them). A request claims one in a local transaction
+(shared with the other claims of its turn of the event loop, GroupCommit): the row moves to
+`claims` with the task's owner, kind, parameters and scoped idempotency key, and the request
+answers 202 at once. A pusher then writes the claim to Prefect; until it has, reads answer from
+this table. Pushed claims stay for a while so that idempotent repeats find them here first.
 """
 
 from __future__ import annotations
