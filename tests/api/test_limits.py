@@ -337,6 +337,51 @@ async def test_limits_local_slot_takes_the_rate_in_its_own_transaction(
 
 
 @asyncio_test
+async def test_limits_local_burst_shares_one_transaction_and_still_stops_at_the_cap(
+    client: httpx.AsyncClient, tmp_path: Path
+) -> None:
+    settings = Settings(rate_limit_per_minute=1, rate_limit_burst=7, max_tasks_in_flight=3)
+    user = _new_user("burst")
+    path = tmp_path / "limits.sqlite3"
+    started: set[str] = set()  # runs of the user that Prefect cannot count yet (claims)
+    limiter = LocalLimiter(path, _prefect(client), lambda _: started)
+    try:
+        async with limiter.task_slot(user, settings, rate=True):  # the user's first: asks Prefect
+            pass
+        begins: list[str] = []
+        limiter._db.set_trace_callback(
+            lambda sql: begins.append(sql) if sql.startswith("BEGIN") else None
+        )
+        held = asyncio.Event()
+
+        async def one(run_id: str) -> int:
+            try:
+                async with limiter.task_slot(user, settings, rate=True) as slot:
+                    started.add(run_id)
+                    slot.bind(run_id)
+                    await held.wait()  # the slot stays taken while the others ask
+                    return 202
+            except HTTPException as exc:
+                return exc.status_code
+
+        asked = [asyncio.ensure_future(one(f"run-{n}")) for n in range(5)]
+        await asyncio.sleep(0.01)
+        assert len(begins) == 1  # five requests of one turn: one transaction
+        held.set()
+        codes = await asyncio.gather(*asked)
+        assert sorted(codes) == [202, 202, 202, 429, 429]  # the cap holds inside it
+        # Every request took a token, refused ones too: one is left (7 - 1 - 5). Of two more
+        # requests in one turn (one transaction), the first takes it and the second gets 429.
+        codes = await asyncio.gather(
+            *(limiter.check_rate(user, settings) for _ in range(2)), return_exceptions=True
+        )
+        assert codes[0] is None
+        assert isinstance(codes[1], HTTPException) and codes[1].status_code == 429
+    finally:
+        await limiter.aclose()
+
+
+@asyncio_test
 async def test_limits_local_bindings_ride_on_the_next_transaction_or_follow_soon(
     client: httpx.AsyncClient, tmp_path: Path
 ) -> None:
