@@ -3,19 +3,19 @@
 Rate: a token bucket per user (burst tokens, refilled at the rate per minute), taken in one
 `BEGIN IMMEDIATE` transaction, so concurrent processes never spend the same token.
 
-Tasks in flight: one row per task the API started, plus one per request that is creating
-a task right now. A request inserts its row and counts the user's rows in one transaction,
-and the row stays until it is bound to its Prefect run, so the table never counts fewer
-tasks than exist. Bindings are written with the process's next transaction (or _BIND_AFTER_S
-later): a request that starts a task takes its rate token and its row in one transaction,
-which it shares with the other requests of its turn of the event loop (GroupCommit: a burst
-commits once). Rows of tasks that finished are noticed when a user reaches the
-cap: then the table is reconciled with the runs Prefect has in flight, and the request
-counts again. The same reconciliation picks up runs the API did not start (the CLI, a retry,
-another machine); it runs before a user's first task, and then in the background, without
-delaying the request, when a user's rows were not reconciled for _SYNC_EVERY_S (once requests
-for tasks pause, so that Prefect's answer is not parsed in the middle of a burst). A request
-that dies mid-way leaves a row that expires after a lease.
+Tasks in flight: one row per task the API started, plus one per request that is creating a task
+right now. A request inserts its row and counts the user's rows in one transaction, and the row
+stays until it is bound to its Prefect run, so the table never counts fewer tasks than exist.
+Bindings are written with the process's next transaction (or _BIND_AFTER_S later): a request
+that starts a task takes its rate token and its row in one transaction, which it shares with
+the other requests of its turn of the event loop (GroupCommit: a burst commits once). Rows of
+tasks that finished are noticed when a user reaches the cap: then the table is reconciled with
+the runs Prefect has in flight, and the request counts again. The same reconciliation picks up
+runs the API did not start (the CLI, a retry, another machine); it runs before a user's first
+task, and then in the background, without delaying the request, when a user's rows were not
+reconciled for _SYNC_EVERY_S (once requests for tasks pause, so that Prefect's answer is not
+parsed in the middle of a burst). A request that dies mid-way leaves a row that expires after a
+lease.
 """
 
 from __future__ import annotations
