@@ -186,53 +186,44 @@ class ClaimStore:
         or None when no reserved run is left. The transaction is shared with the other claims
         of this turn of the event loop.
         """
-        return await self._group.run(
-            lambda db: self._claim(db, deployment, user, kind, parameters, scoped_key)
-        )
 
-    @staticmethod
-    def _claim(
-        db: sqlite3.Connection,
-        deployment: str,
-        user: str,
-        kind: str,
-        parameters: dict[str, Any],
-        scoped_key: str | None,
-    ) -> tuple[Claim, bool] | None:
-        now = time.time()
-        if scoped_key is not None:
-            row = db.execute(
-                f"SELECT {_CLAIM_COLUMNS} FROM claims WHERE scoped_key = ?", (scoped_key,)
+        def work(db: sqlite3.Connection) -> tuple[Claim, bool] | None:
+            now = time.time()
+            if scoped_key is not None:
+                row = db.execute(
+                    f"SELECT {_CLAIM_COLUMNS} FROM claims WHERE scoped_key = ?", (scoped_key,)
+                ).fetchone()
+                if row is not None:
+                    return Claim._of(row), False
+            found = db.execute(
+                "SELECT run_id, expected FROM reserved WHERE deployment = ? AND created > ? "
+                "ORDER BY created, expected LIMIT 1",
+                (deployment, now - RESERVED_MAX_AGE_S),
             ).fetchone()
-            if row is not None:
-                return Claim._of(row), False
-        found = db.execute(
-            "SELECT run_id, expected FROM reserved WHERE deployment = ? AND created > ? "
-            "ORDER BY created, expected LIMIT 1",
-            (deployment, now - RESERVED_MAX_AGE_S),
-        ).fetchone()
-        if found is None:
-            return None
-        run_id, expected = found
-        db.execute("DELETE FROM reserved WHERE run_id = ?", (run_id,))
-        db.execute(
-            "INSERT INTO claims (run_id, user, kind, parameters, scoped_key, created, "
-            "expected) VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (run_id, user, kind, json.dumps(parameters), scoped_key, now, expected),
-        )
-        claim = Claim(
-            run_id,
-            user,
-            kind,
-            parameters,
-            scoped_key,
-            now,
-            datetime.fromisoformat(expected),
-            False,
-            None,
-            None,
-        )
-        return claim, True
+            if found is None:
+                return None
+            run_id, expected = found
+            db.execute("DELETE FROM reserved WHERE run_id = ?", (run_id,))
+            db.execute(
+                "INSERT INTO claims (run_id, user, kind, parameters, scoped_key, created, "
+                "expected) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (run_id, user, kind, json.dumps(parameters), scoped_key, now, expected),
+            )
+            claim = Claim(
+                run_id,
+                user,
+                kind,
+                parameters,
+                scoped_key,
+                now,
+                datetime.fromisoformat(expected),
+                False,
+                None,
+                None,
+            )
+            return claim, True
+
+        return await self._group.run(work)
 
     def get(self, run_id: str) -> Claim | None:
         """The claim on a run, if this machine made one."""
