@@ -98,7 +98,9 @@ class GroupCommit:
     its turn is skipped.
     """
 
-    def __init__(self, transaction: Callable[[], AbstractContextManager[sqlite3.Connection]]):
+    def __init__(
+        self, transaction: Callable[[], AbstractContextManager[sqlite3.Connection]]
+    ) -> None:
         """`transaction` opens the write transaction a group runs in."""
         self._transaction = transaction
         self._waiting: list[tuple[Work[Any], asyncio.Future[Any]]] = []

@@ -151,7 +151,7 @@ async def test_shared_sqlite_group_commit_hands_out_nothing_of_a_failed_commit(
     def failing_commit() -> Iterator[sqlite3.Connection]:
         with write_transaction(db) as conn:
             yield conn
-            raise sqlite3.OperationalError("disk I/O error")  # before COMMIT: rolled back
+            raise sqlite3.OperationalError("disk I/O error")  # as a failed COMMIT: rolled back
 
     group = GroupCommit(failing_commit)
 
