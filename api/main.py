@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
-import logging
 from collections.abc import AsyncIterator, Awaitable
 from contextlib import asynccontextmanager
 from typing import Any
@@ -16,8 +14,9 @@ from prefect.client.orchestration import get_client
 from api.claims import CLAIMS_FILE, ClaimStore
 from api.errors import install_error_handlers
 from api.events import EventBroker
+from api.garbage import collect_between_requests, freeze_heap_after
 from api.limits import LIMITS_FILE, make_limiter
-from api.metrics import instrument
+from api.metrics import ApiMetrics, instrument
 from api.prefect_client import prefect_httpx_settings
 from api.prefect_tasks import deployment_id_of
 from api.reservoir import Reservoir
@@ -27,8 +26,6 @@ from api.shared_sqlite import checkpoint_forever
 from core.embedder import get_embedder
 from core.settings import get_settings
 from deployments.names import AUDIT, INGEST, RESEARCH
-
-logger = logging.getLogger(__name__)
 
 # The deployments the API starts tasks of: each gets a reservoir of runs made ahead of demand.
 TASK_DEPLOYMENTS = (INGEST, AUDIT, RESEARCH)
@@ -56,10 +53,12 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     """Opens the Prefect client and event broker for the app's lifetime, warms the embedder."""
     settings = get_settings()
     settings.uploads_dir.mkdir(parents=True, exist_ok=True)
-    warm = asyncio.create_task(_freeze_heap_after(asyncio.to_thread(get_embedder, settings)))
     prefect = get_client(httpx_settings=prefect_httpx_settings())
     claims = ClaimStore(settings.home / CLAIMS_FILE)
     async with prefect as client, EventBroker() as broker:
+        garbage = asyncio.create_task(
+            _manage_garbage(asyncio.to_thread(get_embedder, settings), app.state.api_metrics)
+        )
         app.state.prefect = client
         app.state.events = broker
         app.state.claims = claims
@@ -76,29 +75,19 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         try:
             yield
         finally:
-            checkpoints.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await checkpoints
+            for background in (checkpoints, garbage):
+                background.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await background
             await reservoir.stop()
             await app.state.limiter.aclose()
             claims.close()
-    if not warm.done():
-        warm.cancel()
 
 
-async def _freeze_heap_after(warm_up: Awaitable[object]) -> None:
-    """Once the embedder is loaded, leaves everything allocated so far out of garbage collection.
-
-    The process then holds about half a million long-lived objects (torch, transformers, Prefect's
-    models); a full collection walks them all, about 235 ms with the event loop stopped, in the
-    middle of whatever requests are in flight. Frozen, they are never walked again.
-    """
-    try:
-        await warm_up
-    except Exception as exc:  # /api/search loads it on first use instead
-        logger.warning("warming the embedder failed: %r", exc)
-    gc.collect()
-    gc.freeze()
+async def _manage_garbage(warm_up: Awaitable[object], metrics: ApiMetrics) -> None:
+    """Freezes the heap once the embedder is warm, then collects between requests."""
+    await freeze_heap_after(warm_up)
+    await collect_between_requests(lambda: metrics.waiting > 0)
 
 
 def create_app() -> FastAPI:

@@ -72,6 +72,8 @@ class ApiMetrics:
             buckets=LATENCY_BUCKETS,
             registry=self.registry,
         )
+        #: Requests arrived and not yet answered (an event stream counts until its start).
+        self.waiting = 0
 
     def collect(self) -> Iterable[Metric]:
         """This process's request metrics; every worker's when several share the API's port.
@@ -103,11 +105,13 @@ class RequestMetricsMiddleware:
         method = scope["method"] if scope["method"] in _METHODS else "OTHER"
         status_code = 500
         timed = False
+        self.metrics.waiting += 1
 
         def observe() -> None:
             nonlocal timed
             if not timed:
                 timed = True
+                self.metrics.waiting -= 1
                 self.metrics.latency.labels(method, _route(scope)).observe(
                     time.perf_counter() - started
                 )

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
+from collections.abc import AsyncIterator
 
 import httpx
 import pytest
@@ -10,8 +12,13 @@ from prefect.client.orchestration import PrefectClient
 from prefect.client.schemas.objects import FlowRun
 from prefect.states import Cancelled, Completed, Failed, Running
 from prometheus_client.parser import text_string_to_metric_families
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse, StreamingResponse
+from starlette.routing import Route
 
-from api.metrics import DURATION_WINDOW
+from api.metrics import DURATION_WINDOW, ApiMetrics, RequestMetricsMiddleware
 from deployments.names import INGEST_FLOW
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
@@ -121,3 +128,72 @@ async def test_metrics_rates_mean_duration_and_workers(client: httpx.AsyncClient
     assert ("octavius_task_duration_mean_seconds", frozenset({("kind", "ingest")})) in after
     assert ("octavius_active_workers", frozenset()) in after
     assert ("octavius_deployments_ready", frozenset()) in after
+
+
+async def test_metrics_waiting_counts_requests_until_their_answer_starts() -> None:
+    # A bare app under the middleware: one answer held back, one failing, one event stream.
+    metrics = ApiMetrics()
+    release = asyncio.Event()
+    streaming = asyncio.Event()
+
+    async def held(request: Request) -> PlainTextResponse:
+        await release.wait()
+        return PlainTextResponse("done")
+
+    async def failing(request: Request) -> PlainTextResponse:
+        raise RuntimeError("boom")
+
+    async def stream(request: Request) -> StreamingResponse:
+        async def body() -> AsyncIterator[bytes]:
+            yield b"first\n"
+            await streaming.wait()
+
+        return StreamingResponse(body())
+
+    app = Starlette(
+        routes=[Route("/held", held), Route("/failing", failing), Route("/stream", stream)],
+        middleware=[Middleware(RequestMetricsMiddleware, metrics=metrics)],
+    )
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
+        pending = asyncio.create_task(http.get("/held"))
+        await asyncio.sleep(0.05)
+        assert metrics.waiting == 1
+        release.set()
+        assert (await pending).status_code == 200
+        assert metrics.waiting == 0
+        assert (await http.get("/failing")).status_code == 500
+        assert metrics.waiting == 0
+    # httpx's ASGI transport hands out a response only once it has ended: the stream is driven
+    # over ASGI directly.
+    started = asyncio.Event()
+    requests = [{"type": "http.request", "body": b"", "more_body": False}]
+
+    async def receive() -> dict[str, object]:
+        if requests:
+            return requests.pop()
+        await asyncio.Event().wait()  # the client never disconnects
+        raise AssertionError("unreachable")
+
+    async def send(message: dict[str, object]) -> None:
+        if message["type"] == "http.response.start":
+            started.set()
+
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "GET",
+        "scheme": "http",
+        "path": "/stream",
+        "raw_path": b"/stream",
+        "query_string": b"",
+        "root_path": "",
+        "headers": [],
+    }
+    call = asyncio.create_task(app(scope, receive, send))
+    await asyncio.wait_for(started.wait(), 5)
+    assert metrics.waiting == 0  # answered: the stream's length is not a wait
+    streaming.set()
+    await asyncio.wait_for(call, 5)
+    assert metrics.waiting == 0
