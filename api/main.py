@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import AsyncIterator, Awaitable
 from contextlib import asynccontextmanager
 from typing import Any
@@ -53,6 +54,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     """Opens the Prefect client and event broker for the app's lifetime, warms the embedder."""
     settings = get_settings()
     settings.uploads_dir.mkdir(parents=True, exist_ok=True)
+    configure_access_log(settings.api_access_log)
     prefect = get_client(httpx_settings=prefect_httpx_settings())
     claims = ClaimStore(settings.home / CLAIMS_FILE)
     async with prefect as client, EventBroker() as broker:
@@ -82,6 +84,16 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
             await reservoir.stop()
             await app.state.limiter.aclose()
             claims.close()
+
+
+def configure_access_log(enabled: bool) -> None:
+    """Off, uvicorn's connections opened from now on write no line per request, as with
+    `uvicorn --no-access-log`: they check for a handler once, and skip the formatting too.
+    On, uvicorn's own logging configuration stands."""
+    if not enabled:
+        access = logging.getLogger("uvicorn.access")
+        access.handlers = []
+        access.propagate = False
 
 
 async def _manage_garbage(warm_up: Awaitable[object], metrics: ApiMetrics) -> None:

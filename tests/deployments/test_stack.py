@@ -201,6 +201,15 @@ def test_stack_api_workers_count_requests_together(stack: RunningStack) -> None:
         assert _healthz_count(httpx.get(scrape, timeout=30).text) == before + sent
 
 
+def test_stack_api_writes_no_line_per_request_by_default(stack: RunningStack) -> None:
+    # OCTAVIUS_API_ACCESS_LOG is off: the API's log keeps uvicorn's own lines, not one per request.
+    for _ in range(5):
+        assert httpx.get(f"{stack.api}/healthz").status_code == 200
+    log = (stack.home / "logs" / "api.log").read_text()
+    assert "Application startup complete" in log
+    assert "/healthz" not in log
+
+
 def test_stack_sigint_stops_every_child(stack: RunningStack) -> None:
     children = descendants(stack.process.pid) | stack.children
     assert children, "the stack started no child process"
