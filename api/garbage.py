@@ -60,16 +60,27 @@ def collect_if_due(busy: Callable[[], bool]) -> int | None:
     return generation
 
 
+# Collectors running in this process, and the thresholds found when the first one started.
+_running = 0
+_found = gc.get_threshold()
+
+
 async def collect_between_requests(
     busy: Callable[[], bool], period_s: float = IDLE_CHECK_S
 ) -> None:
     """Until cancelled: CPython's young collections only past YOUNG_BACKSTOP, and the collections
-    it would have run done here instead, every `period_s`, whenever `busy()` is false."""
-    threshold = gc.get_threshold()
-    gc.set_threshold(YOUNG_BACKSTOP, *threshold[1:])
+    it would have run done here instead, every `period_s`, whenever `busy()` is false. The
+    thresholds go back to what they were once the last collector of the process stops."""
+    global _running, _found
+    if _running == 0:
+        _found = gc.get_threshold()
+        gc.set_threshold(YOUNG_BACKSTOP, *_found[1:])
+    _running += 1
     try:
         while True:
             await asyncio.sleep(period_s)
             collect_if_due(busy)
     finally:
-        gc.set_threshold(*threshold)
+        _running -= 1
+        if _running == 0:
+            gc.set_threshold(*_found)

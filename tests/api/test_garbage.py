@@ -85,3 +85,19 @@ async def test_garbage_collect_between_requests_collects_only_while_idle() -> No
         with pytest.raises(asyncio.CancelledError):
             await collector
     assert gc.get_threshold() == before
+
+
+async def test_garbage_collectors_of_several_apps_restore_the_thresholds_last() -> None:
+    # Two apps' lifespans in one process (as in tests), stopped in the order they started.
+    before = gc.get_threshold()
+    first = asyncio.create_task(collect_between_requests(lambda: True, period_s=0.01))
+    second = asyncio.create_task(collect_between_requests(lambda: True, period_s=0.01))
+    await asyncio.sleep(0.05)
+    first.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await first
+    assert gc.get_threshold() == (YOUNG_BACKSTOP, *before[1:])  # the second still runs
+    second.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await second
+    assert gc.get_threshold() == before
